@@ -1,0 +1,45 @@
+"""Flan chain-of-thought TSV files: `question<TAB>answer<TAB>rationale`, one example per line.
+
+The files escape newlines inside a field as the two characters `\\n`; they are turned back into
+newlines (set `unescape_newlines: false` to keep them). Row ids are `<split>:<line number>`.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from pipelines.loaders import files
+from pipelines.loaders.base import RawRow, SourceShard
+
+COLUMNS = ("question", "answer", "rationale")
+
+
+class CotTsvLoader:
+    type_name = "cot_tsv"
+
+    def plan(self, dataset: str, split: str, source_split: str, args: Mapping[str, Any]) -> list[SourceShard]:
+        pattern = args.get("path")
+        if not pattern:
+            from pipelines.errors import LoaderError
+
+            raise LoaderError(f"{dataset}: cot_tsv loader needs loader.args.path")
+        paths = files.expand(pattern, f"dataset {dataset} (cot_tsv)")
+        return [
+            SourceShard(dataset, split, self.type_name, {**args, "path": p}, i, size) for i, (p, size) in enumerate(paths)
+        ]
+
+    def read(self, shard: SourceShard) -> Iterator[RawRow]:
+        unescape = shard.args.get("unescape_newlines", True)
+        columns = tuple(shard.args.get("columns", COLUMNS))
+        text = files.read_bytes(shard.args["path"]).decode("utf-8")
+        prefix = f"{shard.split}:" if shard.index == 0 else f"{shard.split}:{shard.index}:"
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            row_id = f"{prefix}{line_no}"
+            parts = line.split("\t")
+            if len(parts) != len(columns):
+                yield RawRow(row_id, None, f"expected {len(columns)} tab-separated columns {list(columns)}, found {len(parts)}", line)
+                continue
+            if unescape:
+                parts = [p.replace("\\n", "\n") for p in parts]
+            yield RawRow(row_id, dict(zip(columns, (p.strip() for p in parts))))

@@ -1,0 +1,156 @@
+"""Instruction templates: Jinja strings with an inputs/targets split and metadata.
+
+A template family is one YAML file `templates/<family>.yaml`; a catalog entry names the families it
+is rendered with. Templates are user-authored code, so they run in Jinja's immutable sandbox with
+`StrictUndefined`: a missing variable is an error, never an empty string.
+
+    >>> fams = load_templates()
+    >>> t = fams["cot_qa"].templates[0]
+    >>> render(compile_template(t), {"question": "2+2?", "answer": "4", "rationale": "2 and 2 make 4."})
+    ('Answer the question ... 2+2? ...', '2 and 2 make 4. So the answer is 4.')
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import jinja2
+import yaml
+from jinja2 import meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from pipelines import resources
+from pipelines.errors import RenderError, TemplateError
+from pipelines.schema_check import validate
+
+CHOICE_SEPARATOR = "|||"
+
+
+@dataclass(frozen=True)
+class Template:
+    id: str
+    family: str
+    shots: str  # "zero_shot" | "few_shot"
+    options: bool
+    cot: bool
+    inputs: str
+    targets: str
+    answer_choices: str | None = None
+    inversion: bool = False
+    source_path: str = ""
+
+    @property
+    def prompt_setting(self) -> str:
+        """zs_opt / zs_noopt / fs_opt / fs_noopt, the four Flan 2022 prompt settings."""
+        return ("zs" if self.shots == "zero_shot" else "fs") + ("_opt" if self.options else "_noopt")
+
+
+@dataclass(frozen=True)
+class TemplateFamily:
+    family: str
+    templates: tuple[Template, ...]
+    source_path: str
+    content_sha256: str
+
+
+def make_environment() -> jinja2.Environment:
+    return ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
+
+
+def load_family(path: Path) -> TemplateFamily:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path}: not valid YAML: {exc}") from None
+    validate(raw, "template_family.schema.json", path, TemplateError)
+    if raw["family"] != path.stem:
+        raise TemplateError(f"{path}: family {raw['family']!r} must match the file name {path.stem!r}")
+    templates = tuple(
+        Template(
+            id=t["id"], family=raw["family"], shots=t["shots"], options=t["options"], cot=t["cot"],
+            inputs=t["inputs"], targets=t["targets"], answer_choices=t.get("answer_choices"),
+            inversion=t.get("inversion", False), source_path=str(path),
+        )
+        for t in raw["templates"]
+    )
+    return TemplateFamily(raw["family"], templates, str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def load_templates(directory: str | Path | None = None) -> dict[str, TemplateFamily]:
+    """Load every family under `directory` (default: templates/); template ids must be unique."""
+    root = Path(directory) if directory else resources.templates_dir()
+    families: dict[str, TemplateFamily] = {}
+    seen: dict[str, str] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        fam = load_family(path)
+        if fam.family in families:
+            raise TemplateError(f"{path}: family {fam.family!r} already defined in {families[fam.family].source_path}")
+        for t in fam.templates:
+            if t.id in seen:
+                raise TemplateError(f"{path}: template id {t.id!r} already used in {seen[t.id]}")
+            seen[t.id] = str(path)
+        families[fam.family] = fam
+    return families
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    template: Template
+    inputs: jinja2.Template
+    targets: jinja2.Template
+    answer_choices: jinja2.Template | None
+
+
+def _parse(env: jinja2.Environment, source: str, template: Template, part: str) -> jinja2.nodes.Template:
+    try:
+        return env.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"{template.source_path}: template {template.id!r} ({part}) does not parse: {exc.message} (line {exc.lineno})"
+        ) from None
+
+
+def referenced_fields(template: Template, env: jinja2.Environment | None = None) -> dict[str, set[str]]:
+    """Variables each part reads from the row (parsing raises TemplateError naming file and id)."""
+    env = env or make_environment()
+    parts = {"inputs": template.inputs, "targets": template.targets}
+    if template.answer_choices is not None:
+        parts["answer_choices"] = template.answer_choices
+    return {part: meta.find_undeclared_variables(_parse(env, src, template, part)) for part, src in parts.items()}
+
+
+def compile_template(template: Template, env: jinja2.Environment | None = None) -> CompiledTemplate:
+    env = env or make_environment()
+    referenced_fields(template, env)  # parse errors surface with file and id
+    return CompiledTemplate(
+        template,
+        env.from_string(template.inputs),
+        env.from_string(template.targets),
+        env.from_string(template.answer_choices) if template.answer_choices is not None else None,
+    )
+
+
+def render(compiled: CompiledTemplate, fields: Mapping[str, Any]) -> tuple[str, str]:
+    """Render one row. Raises RenderError (a dead-letter reason) on any failure or empty result."""
+    context = dict(fields)
+    try:
+        if compiled.answer_choices is not None:
+            choices = [c.strip() for c in compiled.answer_choices.render(context).split(CHOICE_SEPARATOR)]
+            context["answer_choices"] = [c for c in choices if c]
+        inputs = compiled.inputs.render(context).strip()
+        targets = compiled.targets.render(context).strip()
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template {compiled.template.id}: {exc.message}") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise RenderError(f"template {compiled.template.id}: sandbox refused: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - user code; any failure is a row-level dead letter
+        raise RenderError(f"template {compiled.template.id}: {type(exc).__name__}: {exc}") from None
+    if not inputs:
+        raise RenderError(f"template {compiled.template.id}: rendered empty inputs")
+    if not targets:
+        raise RenderError(f"template {compiled.template.id}: rendered empty targets")
+    return inputs, targets

@@ -1,0 +1,290 @@
+"""The pipeline's stages as composite PTransforms; each `expand` only wires small, tested DoFns.
+
+    sources | ReadSources() | RenderTemplates(plan) | Tokenize(plan, vocab) | Pack(plan) | WriteCorpus(plan, out)
+
+Elements travel in batches (a list per element) so templates render and SentencePiece encodes
+lists, not single rows. Every row ends in the corpus or in the dead-letter output with a reason.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Iterable, Iterator
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from pipelines import writers
+from pipelines.errors import RenderError
+from pipelines.fieldtypes import field_problem
+from pipelines.hashing import keyed_choice, keyed_hash
+from pipelines.loaders import SourceShard, get_loader
+from pipelines.packing import TokenizedExample, fit_to_length, pack_examples
+from pipelines.plan import BuildPlan
+from pipelines.stats import Report
+from pipelines.templates import compile_template, render
+from pipelines.vocab import Vocabulary
+
+DEAD_LETTER = "dead_letter"
+STATS = "stats"
+BATCH_SIZE = 512
+NAMESPACE = "flanmix"
+
+
+def dead_letter(dataset: str, row_id: str, stage: str, reason: str, raw: str | None = None) -> dict:
+    record = {"dataset": dataset, "row_id": row_id, "stage": stage, "reason": reason}
+    if raw is not None:
+        record["raw"] = raw
+    return record
+
+
+# --- ReadSources ---------------------------------------------------------------------------------
+
+def read_shard_batches(shard: SourceShard, batch_size: int = BATCH_SIZE) -> Iterator:
+    """(dataset, [RawRow]) batches, then one Report with the rows read."""
+    loader = get_loader(shard.loader_type)
+    batch, total = [], 0
+    counter = Metrics.counter(NAMESPACE, f"read/{shard.dataset}")
+    for row in loader.read(shard):
+        batch.append(row)
+        if len(batch) >= batch_size:
+            total += len(batch)
+            counter.inc(len(batch))
+            yield shard.dataset, batch
+            batch = []
+    if batch:
+        total += len(batch)
+        counter.inc(len(batch))
+        yield shard.dataset, batch
+    yield beam.pvalue.TaggedOutput(STATS, Report({("read", shard.dataset): total}))
+
+
+class ReadSources(beam.PTransform):
+    def expand(self, sources):
+        return (
+            sources
+            | "ReadShards" >> beam.FlatMap(read_shard_batches).with_outputs(STATS, main="rows")
+        )
+
+
+# --- RenderTemplates -----------------------------------------------------------------------------
+
+class RenderBatchFn(beam.DoFn):
+    """Checks declared field types, picks one template per row from (seed, dataset, row id), renders."""
+
+    def __init__(self, plan: BuildPlan):
+        self.plan = plan
+
+    def setup(self):
+        self.compiled = {
+            name: [compile_template(t) for t in ds.templates] for name, ds in self.plan.datasets.items()
+        }
+        self.rendered = Metrics.counter(NAMESPACE, "rendered")
+        self.failed = Metrics.counter(NAMESPACE, "dead_letter")
+
+    def process(self, element):
+        dataset, rows = element
+        ds = self.plan.datasets[dataset]
+        templates = self.compiled[dataset]
+        out = []
+        for row in rows:
+            if row.error is not None:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row.row_id, "read", row.error, row.raw))
+                continue
+            problem = field_problem(row.fields, ds.fields)
+            if problem is not None:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row.row_id, "render", problem))
+                continue
+            compiled = templates[keyed_choice(len(templates), self.plan.seed, "template", dataset, row.row_id)]
+            try:
+                inputs, targets = render(compiled, row.fields)
+            except RenderError as exc:
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row.row_id, "render", str(exc)))
+                continue
+            out.append((compiled.template.id, row.row_id, inputs, targets))
+        self.rendered.inc(len(out))
+        self.failed.inc(len(rows) - len(out))
+        if out:
+            yield dataset, out
+
+
+class RenderTemplates(beam.PTransform):
+    def __init__(self, plan: BuildPlan):
+        super().__init__()
+        self.plan = plan
+
+    def expand(self, batches):
+        return batches | "Render" >> beam.ParDo(RenderBatchFn(self.plan)).with_outputs(DEAD_LETTER, main="rendered")
+
+
+# --- Tokenize ------------------------------------------------------------------------------------
+
+class TokenizeBatchFn(beam.DoFn):
+    """Encodes a batch with SentencePiece, appends EOS, applies the overlong policy and assigns each
+    example its output shard and its place in that shard from (seed, dataset, row id)."""
+
+    def __init__(self, plan: BuildPlan, model_proto: bytes, num_threads: int = -1):
+        self.plan = plan
+        self.model_proto = model_proto
+        self.num_threads = num_threads
+
+    def setup(self):
+        self.vocab = Vocabulary(self.model_proto, self.plan.vocab_path)
+
+    def process(self, element):
+        dataset, examples = element
+        plan = self.plan
+        ids = self.vocab.encode_batch(
+            [e[2] for e in examples] + [e[3] for e in examples], num_threads=self.num_threads
+        )
+        n = len(examples)
+        by_shard: dict[int, list] = {}
+        counts: Counter = Counter()
+        for i, (template_id, row_id, _, _) in enumerate(examples):
+            inputs, cut_in = fit_to_length(ids[i], plan.inputs_length)
+            targets, cut_tg = fit_to_length(ids[n + i], plan.targets_length)
+            if cut_in or cut_tg:
+                if plan.overlong == "drop":
+                    reason = f"overlong: {len(ids[i]) + 1} inputs / {len(ids[n + i]) + 1} targets tokens > {plan.inputs_length}/{plan.targets_length}"
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row_id, "tokenize", reason))
+                    continue
+                counts[("truncated", dataset)] += 1
+            shard = keyed_choice(plan.num_shards, plan.seed, "shard", dataset, row_id)
+            order = keyed_hash(plan.seed, "order", dataset, row_id)
+            by_shard.setdefault(shard, []).append(
+                (order, inputs.tobytes(), targets.tobytes(), f"{dataset}|{template_id}|{row_id}")
+            )
+        for shard, items in by_shard.items():
+            yield shard, items
+        if counts:
+            yield beam.pvalue.TaggedOutput(STATS, Report(dict(counts)))
+
+
+class Tokenize(beam.PTransform):
+    def __init__(self, plan: BuildPlan, model_proto: bytes, num_threads: int = -1):
+        super().__init__()
+        self.plan, self.model_proto, self.num_threads = plan, model_proto, num_threads
+
+    def expand(self, rendered):
+        return rendered | "Encode" >> beam.ParDo(
+            TokenizeBatchFn(self.plan, self.model_proto, self.num_threads)
+        ).with_outputs(DEAD_LETTER, STATS, main="tokenized")
+
+
+# --- Pack ----------------------------------------------------------------------------------------
+
+def _all_shards(pipeline_root, count: int, label: str):
+    """One (shard, None) per shard index, so every shard file exists even when it gets no rows."""
+    return pipeline_root | label >> beam.Create([(i, None) for i in range(count)])
+
+
+def order_shard(batches: Iterable) -> list[TokenizedExample]:
+    """The deterministic order of one shard's examples, whatever order the batches arrived in."""
+    items = [item for batch in batches if batch is not None for item in batch]
+    items.sort(key=lambda it: (it[0], it[3]))
+    return [
+        TokenizedExample(np.frombuffer(i, np.int32), np.frombuffer(t, np.int32), p) for _, i, t, p in items
+    ]
+
+
+class PackShardFn(beam.DoFn):
+    def __init__(self, plan: BuildPlan):
+        self.plan = plan
+
+    def process(self, element):
+        shard, batches = element
+        examples = order_shard(batches)
+        rows = list(pack_examples(examples, self.plan.inputs_length, self.plan.targets_length))
+        Metrics.counter(NAMESPACE, "packed_rows").inc(len(rows))
+        yield shard, rows
+
+
+class Pack(beam.PTransform):
+    def __init__(self, plan: BuildPlan):
+        super().__init__()
+        self.plan = plan
+
+    def expand(self, keyed_examples):
+        everyone = _all_shards(keyed_examples.pipeline, self.plan.num_shards, "AllShards")
+        return (
+            (keyed_examples, everyone)
+            | "Merge" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "PackShard" >> beam.ParDo(PackShardFn(self.plan))
+        )
+
+
+# --- WriteCorpus ---------------------------------------------------------------------------------
+
+def shard_report(rows, files, plan: BuildPlan) -> Report:
+    counts: Counter = Counter()
+    counts[("rows",)] += len(rows)
+    for row in rows:
+        a = row.arrays
+        counts[("inputs_nonpad",)] += int(np.count_nonzero(a["inputs_segment_ids"]))
+        counts[("targets_nonpad",)] += int(np.count_nonzero(a["targets_segment_ids"]))
+        in_len = np.bincount(a["inputs_segment_ids"], minlength=len(row.provenance) + 1)
+        tg_len = np.bincount(a["targets_segment_ids"], minlength=len(row.provenance) + 1)
+        for seg, prov in enumerate(row.provenance, start=1):
+            dataset, template_id, _ = prov.split("|", 2)
+            counts[("examples", dataset)] += 1
+            counts[("template", template_id)] += 1
+            counts[("inputs_tokens", dataset)] += int(in_len[seg])
+            counts[("targets_tokens", dataset)] += int(tg_len[seg])
+    return Report(dict(counts), tuple(files))
+
+
+class WriteShardFn(beam.DoFn):
+    def __init__(self, plan: BuildPlan, output_dir: str):
+        self.plan, self.output_dir = plan, output_dir
+
+    def process(self, element):
+        shard, rows = element
+        prefix = f"{self.plan.mixture}-{self.plan.split}"
+        n = self.plan.num_shards
+        files = [
+            writers.write_file(self.output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"),
+                               writers.tfrecord_bytes(rows), len(rows)),
+            writers.write_file(self.output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"),
+                               writers.parquet_bytes(rows), len(rows)),
+        ]
+        Metrics.counter(NAMESPACE, "written_rows").inc(len(rows))
+        yield shard_report(rows, files, self.plan)
+
+
+class WriteCorpus(beam.PTransform):
+    def __init__(self, plan: BuildPlan, output_dir: str):
+        super().__init__()
+        self.plan, self.output_dir = plan, output_dir
+
+    def expand(self, packed):
+        return packed | "WriteShard" >> beam.ParDo(WriteShardFn(self.plan, self.output_dir))
+
+
+# --- WriteDeadLetters ----------------------------------------------------------------------------
+
+def write_dead_letters(element, output_dir: str) -> Report:
+    _, records = element
+    records = sorted((r for r in records if r is not None), key=lambda r: (r["dataset"], r["row_id"], r["stage"]))
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode("utf-8")
+    written = writers.write_file(output_dir, "dead_letter/dead_letter-00000-of-00001.jsonl", data, len(records))
+    counts = Counter((("dead_letter", r["dataset"], r["stage"]) for r in records))
+    return Report(dict(counts), (written,))
+
+
+class WriteDeadLetters(beam.PTransform):
+    """All dead letters go to one sorted JSONL file (they are few; the count is in the manifest)."""
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self.output_dir = output_dir
+
+    def expand(self, records):
+        marker = records.pipeline | "DeadLetterMarker" >> beam.Create([(0, None)])
+        return (
+            (records | "Key" >> beam.Map(lambda r: (0, r)), marker)
+            | "Merge" >> beam.Flatten()
+            | "Group" >> beam.GroupByKey()
+            | "Write" >> beam.Map(write_dead_letters, self.output_dir)
+        )

@@ -1,0 +1,95 @@
+"""SentencePiece vocabulary with the T5 id convention (pad 0, EOS 1, unk 2).
+
+Any SentencePiece model works, local or remote (gs://, s3://), e.g. T5's
+`gs://t5-data/vocabs/cc_all.32000/sentencepiece.model`. The model bytes travel inside the Beam
+transform, so workers never read the path themselves. The default model ships with the project; it
+was trained from the shipped data by `flanmix vocab train` (see README, "The default vocabulary").
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import sentencepiece as spm
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.errors import FlanmixError
+
+PAD_ID = 0
+EOS_ID = 1
+UNK_ID = 2
+
+
+@dataclass(frozen=True)
+class VocabSpec:
+    """What a build records about its vocabulary (and what a trainer checks)."""
+
+    path: str
+    sha256: str
+    vocab_size: int
+
+
+class Vocabulary:
+    """Wraps a SentencePiece processor; build with `Vocabulary.load(path)` or `from_bytes`."""
+
+    def __init__(self, model_proto: bytes, path: str = "<bytes>"):
+        self.model_proto = model_proto
+        self.path = path
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        if self._sp.pad_id() != PAD_ID or self._sp.eos_id() != EOS_ID:
+            raise FlanmixError(
+                f"vocabulary {path}: pad/eos ids are {self._sp.pad_id()}/{self._sp.eos_id()}; "
+                f"flanmix (like T5) needs pad={PAD_ID} and eos={EOS_ID}"
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        path = str(path)
+        try:
+            with FileSystems.open(path) as handle:
+                data = handle.read()
+        except Exception as exc:  # noqa: BLE001 - FileSystems raises various IO errors
+            raise FlanmixError(f"cannot read SentencePiece model {path}: {exc}") from None
+        return cls(data, path)
+
+    @property
+    def spec(self) -> VocabSpec:
+        return VocabSpec(self.path, hashlib.sha256(self.model_proto).hexdigest(), self.vocab_size)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode_batch(self, texts: Sequence[str], num_threads: int = -1) -> list[list[int]]:
+        """Token ids without EOS (the caller appends it after truncation)."""
+        return self._sp.encode(list(texts), out_type=int, num_threads=num_threads)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._sp.decode([int(i) for i in ids if int(i) not in (PAD_ID, EOS_ID)])
+
+
+def train_vocabulary(texts: Iterable[str], model_prefix: str | Path, vocab_size: int = 8000, seed_sentences: int = 200_000) -> Path:
+    """Train a deterministic T5-convention unigram model (single thread, fixed sampling off)."""
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=buffer,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        character_coverage=0.9995,
+        pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1,
+        pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
+        input_sentence_size=seed_sentences,
+        shuffle_input_sentence=False,
+        num_threads=1,
+        byte_fallback=True,
+        split_digits=True,
+        normalization_rule_name="nmt_nfkc",
+        minloglevel=2,
+    )
+    out = Path(str(model_prefix) + ".model")
+    out.write_bytes(buffer.getvalue())
+    return out
