@@ -142,14 +142,17 @@ def cmd_vocab(args) -> int:
     from pipelines.loaders import get_loader
     from pipelines.vocab import Vocabulary, train_vocabulary
 
+    from pipelines.mixtures import load_mixture, resolve_datasets
+
     catalog, families = _load_catalog_and_templates(args)
+    entries = resolve_datasets(load_mixture(args.mixture), catalog)
 
     def texts():
-        for fam in families.values():
-            for t in fam.templates:
+        for fam_name in sorted({f for e in entries for f in e.templates}):
+            for t in families[fam_name].templates:
                 yield t.inputs
                 yield t.targets
-        for entry in catalog:
+        for entry in entries:
             loader = get_loader(entry.loader_type)
             for split, source in sorted(entry.splits.items()):
                 for shard in loader.plan(entry.name, split, source, entry.loader_args):
@@ -203,7 +206,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("vocab", help="the default SentencePiece vocabulary")
     vsub = v.add_subparsers(dest="vocab_cmd", required=True)
-    vt = vsub.add_parser("train", help="train a T5-convention model from every shipped row and template")
+    vt = vsub.add_parser("train", help="train a T5-convention model from a mixture's rows and templates")
+    vt.add_argument("--mixture", default="demo", help="whose datasets and templates to learn from (default: demo)")
     vt.add_argument("--output", required=True, help="model prefix; writes PREFIX.model")
     vt.add_argument("--vocab_size", type=int, default=8000)
     return parser
