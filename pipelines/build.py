@@ -10,6 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import manifest, transforms
 from pipelines.plan import BuildPlan
 from pipelines.stats import MergeReports
+from pipelines.survey import SurveySources
 from pipelines.transforms import DEAD_LETTER, STATS
 
 LOCAL_RUNNER = "FnApiRunner"  # Beam's direct runner without the Prism download attempt
@@ -17,8 +18,9 @@ LOCAL_RUNNER = "FnApiRunner"  # Beam's direct runner without the Prism download 
 
 def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, output_dir: str, num_threads: int = -1):
     sources = pipeline | "ListSources" >> beam.Create(list(plan.sources))
+    table = sources | "SurveySources" >> SurveySources(plan)
     read = sources | "ReadSources" >> transforms.ReadSources()
-    rendered = read.rows | "RenderTemplates" >> transforms.RenderTemplates(plan)
+    rendered = read.rows | "RenderTemplates" >> transforms.RenderTemplates(plan, table)
     tokenized = rendered.rendered | "Tokenize" >> transforms.Tokenize(plan, model_proto, num_threads)
     packed = tokenized.tokenized | "Pack" >> transforms.Pack(plan)
     shard_reports = packed | "WriteCorpus" >> transforms.WriteCorpus(plan, output_dir)
@@ -28,10 +30,10 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         | "WriteDeadLetters" >> transforms.WriteDeadLetters(output_dir)
     )
     return (
-        (read[STATS], tokenized[STATS], shard_reports, dead_reports)
+        (read[STATS], rendered[STATS], tokenized[STATS], shard_reports, dead_reports)
         | "CollectReports" >> beam.Flatten()
         | "MergeReports" >> beam.CombineGlobally(MergeReports())
-        | "WriteManifest" >> beam.Map(manifest.write_manifest, plan, output_dir)
+        | "WriteManifest" >> beam.Map(manifest.write_manifest, plan, output_dir, beam.pvalue.AsSingleton(table))
     )
 
 

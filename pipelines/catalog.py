@@ -17,6 +17,7 @@ import yaml
 
 from pipelines import resources
 from pipelines.errors import CatalogError
+from pipelines.loaders.base import RawRow
 from pipelines.schema_check import validate
 
 
@@ -38,6 +39,12 @@ class DatasetEntry:
     license: str = ""
     description: str = ""
     default_cap: int | None = None
+    source_dataset: str = ""
+    info_source: str = ""
+    inversion_categories: tuple[str, ...] = ()
+    template_vars: Mapping[str, str] = field(default_factory=dict)
+    fixtures: tuple[Mapping[str, object], ...] = ()
+    notes: str = ""
 
     @property
     def collection(self) -> str:
@@ -47,6 +54,16 @@ class DatasetEntry:
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(f"{self.name}:{c}" for c in self.task_categories)
+
+    @property
+    def dataset(self) -> str:
+        """The dataset in the paper's sense: NIV2 task files and P3 prompts name their source dataset."""
+        return self.source_dataset or self.name
+
+    @property
+    def forward_categories(self) -> tuple[str, ...]:
+        """Task categories that are not input inversions (what the paper counts as tasks)."""
+        return tuple(c for c in self.task_categories if c not in self.inversion_categories)
 
 
 @dataclass(frozen=True)
@@ -71,25 +88,49 @@ class Catalog:
     def by_collection(self, collection: str) -> list[DatasetEntry]:
         return [e for e in self if collection in e.collections]
 
+    def filter(self, collection: str | None = None, category: str | None = None) -> list[DatasetEntry]:
+        """Entries in `collection` (if given) having task category `category` (if given, case-insensitive)."""
+        wanted = category.casefold() if category else None
+        return [
+            e for e in self
+            if (collection is None or collection in e.collections)
+            and (wanted is None or any(c.casefold() == wanted for c in e.task_categories))
+        ]
+
+
+def fixture_rows(entry: DatasetEntry) -> list[RawRow]:
+    """The entry's `fixtures` as loader rows (ids `fixture:<n>` unless given)."""
+    return [
+        RawRow(str(f.get("row_id") or f"fixture:{i}"), dict(f["fields"])) for i, f in enumerate(entry.fixtures)
+    ]
+
 
 def _resolve_args(args: Mapping[str, object], base: Path) -> dict:
     """Make relative local paths absolute (relative to the entry file). URLs are left as they are."""
+
+    def resolve(value):
+        if isinstance(value, str):
+            return value if "://" in value or Path(value).is_absolute() else str((base / value).resolve())
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        return value
+
     out = dict(args)
-    for key in ("path", "paths", "data_dir", "data_files"):
-        value = out.get(key)
-        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
-            out[key] = str((base / value).resolve())
-        elif isinstance(value, list):
-            out[key] = [
-                str((base / v).resolve()) if isinstance(v, str) and "://" not in v and not Path(v).is_absolute() else v
-                for v in value
-            ]
+    for key in ("path", "paths", "data_dir", "data_files", "root"):
+        if key in out:
+            out[key] = resolve(out[key])
     return out
 
 
-def parse_entry(raw: object, source: Path) -> DatasetEntry:
+def parse_entry(raw: object, source: Path, content: bytes | None = None) -> DatasetEntry:
     validate(raw, "catalog_entry.schema.json", source)
     assert isinstance(raw, dict)
+    extra = set(raw.get("inversion_categories", ())) - set(raw["task_categories"])
+    if extra:
+        raise CatalogError(f"{source}: inversion_categories {sorted(extra)} are not among task_categories")
+    content = source.read_bytes() if content is None else content
     return DatasetEntry(
         name=raw["name"],
         collections=tuple(raw["collections"]),
@@ -101,19 +142,29 @@ def parse_entry(raw: object, source: Path) -> DatasetEntry:
         fields=dict(raw["fields"]),
         templates=tuple(raw["templates"]),
         source_path=str(source),
-        content_sha256=hashlib.sha256(source.read_bytes()).hexdigest(),
+        content_sha256=hashlib.sha256(content).hexdigest(),
         license=raw.get("license", ""),
         description=raw.get("description", ""),
         default_cap=raw.get("default_cap"),
+        source_dataset=raw.get("source_dataset", ""),
+        info_source=raw.get("info_source", ""),
+        inversion_categories=tuple(raw.get("inversion_categories", ())),
+        template_vars=dict(raw.get("template_vars", {})),
+        fixtures=tuple(raw.get("fixtures", ())),
+        notes=raw.get("notes", ""),
     )
 
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: same results, ~10x faster
+
+
 def load_entry(path: Path) -> DatasetEntry:
+    content = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(content.decode("utf-8"), Loader=_SafeLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise CatalogError(f"{path}: not valid YAML: {exc}") from None
-    return parse_entry(raw, path)
+    return parse_entry(raw, path, content)
 
 
 def load_catalog(directory: str | Path | None = None) -> Catalog:

@@ -9,6 +9,7 @@ from apache_beam.io.filesystems import FileSystems
 
 import pipelines
 from pipelines.plan import BuildPlan
+from pipelines.sampling import SamplingTable
 from pipelines.stats import Report
 
 MANIFEST_NAME = "manifest.json"
@@ -19,7 +20,67 @@ def _ratio(num: int, den: int) -> float:
     return round(num / den, 6) if den else 0.0
 
 
-def build_manifest(plan: BuildPlan, report: Report) -> dict:
+def _setting_shares(task, templates) -> dict:
+    """A task's expected prompt-setting distribution (uniform template choice when no settings)."""
+    if task.settings:
+        return dict(task.settings)
+    shares: dict = defaultdict(float)
+    for t in templates:
+        shares[t.prompt_setting] += 1 / len(templates)
+    return shares
+
+
+def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datasets: dict) -> dict:
+    """Target vs realized shares per task, collection and prompt setting."""
+    c = report.counts
+    total = sum(d["examples"] for d in datasets.values()) or 1
+    collections: dict = defaultdict(lambda: {"target_share": 0.0, "examples": 0})
+    settings: dict = defaultdict(lambda: {"target_share": 0.0, "examples": 0})
+    for name, task in table.tasks.items():
+        d = datasets[name]
+        d.update({
+            "target_share": round(task.weight, 6),
+            "realized_share": round(d["examples"] / total, 6),
+            "target_examples": round(task.weight * table.target, 1),
+            "rate": round(task.rate, 6),
+            "cap": task.cap,
+            "capped": bool(task.cap and task.count > task.cap),
+            "downsampled": c.get(("sampled_out", name), 0),
+            "upsampled": c.get(("upsampled_copies", name), 0),
+            "prompt_settings": {s: c[k] for k in sorted(c) if k[0] == "task_setting" and k[1] == name for s in [k[2]]},
+        })
+        col = collections[task.collection]
+        col["target_share"] += task.weight
+        col["examples"] += d["examples"]
+        for setting, p in _setting_shares(task, plan.datasets[name].templates).items():
+            settings[setting]["target_share"] += task.weight * p
+    for key, value in c.items():
+        if key[0] == "setting":
+            settings[key[1]]["examples"] = value
+    for group in (collections, settings):
+        for v in group.values():
+            v["target_share"] = round(v["target_share"], 6)
+            v["realized_share"] = round(v["examples"] / total, 6)
+    k_dist = {k[1]: v for k, v in c.items() if k[0] == "fewshot_k"}
+    return {
+        "target_examples": table.target,
+        "upsample": plan.upsample,
+        "downsampled": sum(d.get("downsampled", 0) for d in datasets.values()),
+        "upsampled": sum(d.get("upsampled", 0) for d in datasets.values()),
+        "collections": dict(sorted(collections.items())),
+        "prompt_settings": dict(sorted(settings.items())),
+        "few_shot": {
+            "exemplars_per_prompt": dict(sorted(k_dist.items(), key=lambda kv: int(kv[0]))),
+            "fell_back_to_zero_shot": sum(v for k, v in c.items() if k[0] == "fewshot_fell_back_to_zero_shot"),
+            "exemplars_dropped_for_length": sum(v for k, v in c.items() if k[0] == "fewshot_exemplars_dropped"),
+            "config": {"min_exemplars": plan.few_shot.min_exemplars, "max_exemplars": plan.few_shot.max_exemplars,
+                       "pool_size": plan.pool_size},
+        },
+        "skipped_sources": [{"dataset": n, "reason": r} for n, r in plan.skipped],
+    }
+
+
+def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None = None) -> dict:
     c = report.counts
     datasets = {}
     dead_by_dataset: dict = defaultdict(dict)
@@ -40,7 +101,9 @@ def build_manifest(plan: BuildPlan, report: Report) -> dict:
     in_nonpad, tg_nonpad = c.get(("inputs_nonpad",), 0), c.get(("targets_nonpad",), 0)
     data_files = [f for f in report.files if not f.path.startswith("dead_letter/")]
     dead_files = [f for f in report.files if f.path.startswith("dead_letter/")]
+    mixing = mixing_section(plan, report, table, datasets) if table is not None else None
     return {
+        "mixing": mixing,
         "manifest_version": MANIFEST_VERSION,
         "flanmix_version": pipelines.__version__,
         "mixture": plan.mixture,
@@ -75,8 +138,8 @@ def build_manifest(plan: BuildPlan, report: Report) -> dict:
     }
 
 
-def write_manifest(report: Report, plan: BuildPlan, output_dir: str) -> dict:
-    manifest = build_manifest(plan, report)
+def write_manifest(report: Report, plan: BuildPlan, output_dir: str, table: SamplingTable | None = None) -> dict:
+    manifest = build_manifest(plan, report, table)
     data = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
     with FileSystems.create(FileSystems.join(output_dir, MANIFEST_NAME)) as handle:
         handle.write(data)

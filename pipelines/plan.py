@@ -1,8 +1,9 @@
 """The resolved, validated description of one build. Made on the launcher; shipped to workers.
 
 `make_plan` is where bad input fails before the pipeline starts: an unknown dataset, a missing
-template family, a template that does not parse or reads an undeclared field, a source that
-cannot be found.
+template family, a template that does not parse or reads an undeclared field. A source that cannot
+be loaded is skipped (listed in the plan, the manifest and the summary; the other tasks' weights are
+renormalised) unless `strict=True`, which makes it fatal.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from pipelines.catalog import Catalog, DatasetEntry
-from pipelines.errors import TemplateError
+from pipelines.errors import CatalogError, LoaderError, TemplateError
 from pipelines.lint import lint_static
 from pipelines.loaders import SourceShard, get_loader
-from pipelines.mixtures import Mixture, resolve_datasets
-from pipelines.templates import Template, TemplateFamily
+from pipelines.mixtures import FewShotConfig, Mixture, resolve_datasets
+from pipelines.templates import Template, TemplateFamily, bind_templates
 from pipelines.vocab import Vocabulary
 
 SOURCE_BYTES_PER_OUTPUT_SHARD = 256 * 1024 * 1024
@@ -47,10 +48,17 @@ class BuildPlan:
     vocab_sha256: str
     vocab_size: int
     layout: str = "encdec"
+    mixture_spec: Mixture | None = None  # the loaded mixture tree, for weights once sizes are known
+    catalog: Catalog | None = None  # the entries this build uses (collections resolve against it)
+    target_examples: int | None = None
+    upsample: bool = True
+    pool_size: int = 0  # exemplar candidates kept per task; 0 when no few-shot setting is wanted
+    few_shot: FewShotConfig = FewShotConfig()
+    skipped: tuple[tuple[str, str], ...] = ()  # (dataset, reason) of sources that could not be loaded
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
-    return tuple(t for fam in entry.templates for t in families[fam].templates)
+    return bind_templates(entry.templates, families, entry.template_vars)
 
 
 def make_plan(
@@ -64,15 +72,30 @@ def make_plan(
     inputs_length: int | None = None,
     targets_length: int | None = None,
     overlong: str | None = None,
+    target_examples: int | None = None,
+    strict: bool = False,
 ) -> BuildPlan:
-    entries = resolve_datasets(mixture, catalog)
+    entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)
     if problems:
         raise TemplateError("templates fail lint; nothing was started:\n  " + "\n  ".join(map(str, problems)))
     sources: list[SourceShard] = []
+    skipped: list[tuple[str, str]] = []
     for entry in entries:
-        loader = get_loader(entry.loader_type)
-        sources.extend(loader.plan(entry.name, mixture.split, entry.splits[mixture.split], entry.loader_args))
+        try:
+            loader = get_loader(entry.loader_type)
+            sources.extend(loader.plan(entry.name, mixture.split, entry.splits[mixture.split], entry.loader_args))
+        except LoaderError as exc:
+            if strict:
+                raise LoaderError(f"--strict: a source of mixture {mixture.name} cannot be loaded: {exc}") from None
+            skipped.append((entry.name, str(exc)))
+    skipped_names = {name for name, _ in skipped}
+    entries = [e for e in entries if e.name not in skipped_names]
+    if not entries:
+        raise CatalogError(
+            f"mixture {mixture.name}: no source can be loaded, nothing to build. Skipped:\n  "
+            + "\n  ".join(f"{n}: {r}" for n, r in skipped)
+        )
     if num_shards is None:
         # A function of the inputs only (never of workers): one output shard per 256 MiB of source.
         num_shards = max(1, math.ceil(sum(s.size_bytes for s in sources) / SOURCE_BYTES_PER_OUTPUT_SHARD))
@@ -94,4 +117,17 @@ def make_plan(
         vocab_path=vocab.path,
         vocab_sha256=vocab.spec.sha256,
         vocab_size=vocab.vocab_size,
+        mixture_spec=mixture,
+        catalog=Catalog({e.name: e for e in all_entries}),
+        target_examples=target_examples or mixture.target_examples,
+        upsample=mixture.upsample,
+        pool_size=mixture.few_shot.pool_size if wants_few_shot(mixture) else 0,
+        few_shot=mixture.few_shot,
+        skipped=tuple(skipped),
     )
+
+
+def wants_few_shot(mixture: Mixture) -> bool:
+    """Whether any level of the mixture asks for a few-shot prompt setting."""
+    own = any(p > 0 for s, p in (mixture.prompt_settings or {}).items() if s.startswith("fs"))
+    return own or any(wants_few_shot(sub) for sub in mixture.submixtures.values())

@@ -4,6 +4,15 @@ A template family is one YAML file `templates/<family>.yaml`; a catalog entry na
 is rendered with. Templates are user-authored code, so they run in Jinja's immutable sandbox with
 `StrictUndefined`: a missing variable is an error, never an empty string.
 
+A family can serve datasets whose raw fields differ: the catalog entry's `template_vars` maps each
+family variable to a Jinja expression over the raw fields (`bind_templates` attaches them; they are
+evaluated, in order, before the template renders):
+
+    >>> t = bind_templates(["sentiment"], fams, {"text": "sentence", "options": "['negative', 'positive']",
+    ...                                            "answer": "options[label]"})[0]
+    >>> render(compile_template(t), {"sentence": "A delight.", "label": 1})[1]
+    'positive'
+
     >>> fams = load_templates()
     >>> t = fams["cot_qa"].templates[0]
     >>> render(compile_template(t), {"question": "2+2?", "answer": "4", "rationale": "2 and 2 make 4."})
@@ -11,10 +20,12 @@ is rendered with. Templates are user-authored code, so they run in Jinja's immut
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jinja2
 import yaml
@@ -40,6 +51,7 @@ class Template:
     answer_choices: str | None = None
     inversion: bool = False
     source_path: str = ""
+    variables: tuple[tuple[str, str], ...] = ()  # (name, Jinja expression) bound from a catalog entry
 
     @property
     def prompt_setting(self) -> str:
@@ -97,12 +109,26 @@ def load_templates(directory: str | Path | None = None) -> dict[str, TemplateFam
     return families
 
 
+def bind_templates(
+    family_names: Sequence[str], families: Mapping[str, TemplateFamily], variables: Mapping[str, str] | None = None
+) -> tuple[Template, ...]:
+    """The templates of `family_names`, in order, each carrying the entry's `template_vars`."""
+    bound = tuple((str(k), str(v)) for k, v in (variables or {}).items())
+    out = []
+    for name in family_names:
+        if name not in families:
+            raise TemplateError(f"template family {name!r} not found (known: {sorted(families)})")
+        out.extend(dataclasses.replace(t, variables=bound) if bound else t for t in families[name].templates)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class CompiledTemplate:
     template: Template
     inputs: jinja2.Template
     targets: jinja2.Template
     answer_choices: jinja2.Template | None
+    variables: tuple[tuple[str, Any], ...] = ()  # (name, compiled expression)
 
 
 def _parse(env: jinja2.Environment, source: str, template: Template, part: str) -> jinja2.nodes.Template:
@@ -114,6 +140,26 @@ def _parse(env: jinja2.Environment, source: str, template: Template, part: str) 
         ) from None
 
 
+def expression_references(expression: str, env: jinja2.Environment | None = None) -> set[str]:
+    """Names a Jinja expression reads; TemplateError (without a file name) if it does not parse."""
+    env = env or _default_env()
+    try:
+        return meta.find_undeclared_variables(env.parse("{{ (" + expression + "\n) }}"))
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"expression {expression!r} does not parse: {exc.message}") from None
+
+
+def variable_references(template: Template, env: jinja2.Environment | None = None) -> dict[str, set[str]]:
+    """Names each bound variable's expression reads (TemplateError if one does not parse)."""
+    out = {}
+    for name, expr in template.variables:
+        try:
+            out[name] = expression_references(expr, env)
+        except TemplateError as exc:
+            raise TemplateError(f"template_vars.{name} (bound to template {template.id!r}): {exc}") from None
+    return out
+
+
 def referenced_fields(template: Template, env: jinja2.Environment | None = None) -> dict[str, set[str]]:
     """Variables each part reads from the row (parsing raises TemplateError naming file and id)."""
     env = env or make_environment()
@@ -123,34 +169,78 @@ def referenced_fields(template: Template, env: jinja2.Environment | None = None)
     return {part: meta.find_undeclared_variables(_parse(env, src, template, part)) for part, src in parts.items()}
 
 
+_DEFAULT_ENV: jinja2.Environment | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_string(source: str) -> jinja2.Template:
+    return _default_env().from_string(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_expression(source: str):
+    return _default_env().compile_expression(source, undefined_to_none=False)
+
+
+def _default_env() -> jinja2.Environment:
+    global _DEFAULT_ENV
+    if _DEFAULT_ENV is None:
+        _DEFAULT_ENV = make_environment()
+    return _DEFAULT_ENV
+
+
 def compile_template(template: Template, env: jinja2.Environment | None = None) -> CompiledTemplate:
-    env = env or make_environment()
-    referenced_fields(template, env)  # parse errors surface with file and id
+    """Compile once, render many rows. Without `env`, compiled strings are cached and shared."""
+    check_env = env or _default_env()
+    referenced_fields(template, check_env)  # parse errors surface with file and id
+    variable_references(template, check_env)
+    if env is None:
+        string, expression = _cached_string, _cached_expression
+    else:
+        string, expression = env.from_string, functools.partial(env.compile_expression, undefined_to_none=False)
     return CompiledTemplate(
         template,
-        env.from_string(template.inputs),
-        env.from_string(template.targets),
-        env.from_string(template.answer_choices) if template.answer_choices is not None else None,
+        string(template.inputs),
+        string(template.targets),
+        string(template.answer_choices) if template.answer_choices is not None else None,
+        tuple((name, expression(expr)) for name, expr in template.variables),
     )
+
+
+def render_with_choices(compiled: CompiledTemplate, fields: Mapping[str, Any]) -> tuple[str, str, list[str] | None]:
+    """(inputs, targets, answer choices or None). Raises RenderError (a dead-letter reason) on any
+    failure, an empty result, or, for a template with answer_choices, a target that is not a choice."""
+    context = dict(fields)
+    tid = compiled.template.id
+    try:
+        for name, expression in compiled.variables:
+            value = expression(context)
+            if isinstance(value, jinja2.Undefined):
+                value._fail_with_undefined_error()
+            context[name] = value
+        choices = None
+        if compiled.answer_choices is not None:
+            choices = [c.strip() for c in compiled.answer_choices.render(context).split(CHOICE_SEPARATOR)]
+            choices = [c for c in choices if c]
+            context["answer_choices"] = choices
+        inputs = compiled.inputs.render(context).strip()
+        targets = compiled.targets.render(context).strip()
+    except jinja2.UndefinedError as exc:
+        raise RenderError(f"template {tid}: {exc.message}") from None
+    except jinja2.exceptions.SecurityError as exc:
+        raise RenderError(f"template {tid}: sandbox refused: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - user code; any failure is a row-level dead letter
+        raise RenderError(f"template {tid}: {type(exc).__name__}: {exc}") from None
+    if not inputs:
+        raise RenderError(f"template {tid}: rendered empty inputs")
+    if not targets:
+        raise RenderError(f"template {tid}: rendered empty targets")
+    if choices is not None and targets not in choices:
+        raise RenderError(f"template {tid}: target {targets[:80]!r} is not one of the {len(choices)} answer choices")
+    return inputs, targets, choices
 
 
 def render(compiled: CompiledTemplate, fields: Mapping[str, Any]) -> tuple[str, str]:
     """Render one row. Raises RenderError (a dead-letter reason) on any failure or empty result."""
-    context = dict(fields)
-    try:
-        if compiled.answer_choices is not None:
-            choices = [c.strip() for c in compiled.answer_choices.render(context).split(CHOICE_SEPARATOR)]
-            context["answer_choices"] = [c for c in choices if c]
-        inputs = compiled.inputs.render(context).strip()
-        targets = compiled.targets.render(context).strip()
-    except jinja2.UndefinedError as exc:
-        raise RenderError(f"template {compiled.template.id}: {exc.message}") from None
-    except jinja2.exceptions.SecurityError as exc:
-        raise RenderError(f"template {compiled.template.id}: sandbox refused: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - user code; any failure is a row-level dead letter
-        raise RenderError(f"template {compiled.template.id}: {type(exc).__name__}: {exc}") from None
-    if not inputs:
-        raise RenderError(f"template {compiled.template.id}: rendered empty inputs")
-    if not targets:
-        raise RenderError(f"template {compiled.template.id}: rendered empty targets")
+    inputs, targets, _ = render_with_choices(compiled, fields)
     return inputs, targets

@@ -15,13 +15,14 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import writers
+from pipelines import sampling, writers
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import keyed_choice, keyed_hash
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.packing import TokenizedExample, fit_to_length, pack_examples
 from pipelines.plan import BuildPlan
+from pipelines.sampling import SamplingTable
 from pipelines.stats import Report
 from pipelines.templates import compile_template, render
 from pipelines.vocab import Vocabulary
@@ -71,23 +72,28 @@ class ReadSources(beam.PTransform):
 # --- RenderTemplates -----------------------------------------------------------------------------
 
 class RenderBatchFn(beam.DoFn):
-    """Checks declared field types, picks one template per row from (seed, dataset, row id), renders."""
+    """Checks declared field types, samples each row's copies, picks prompt setting, template and
+    exemplars from keyed hashes, and renders. Side input: the build's SamplingTable."""
 
     def __init__(self, plan: BuildPlan):
         self.plan = plan
 
     def setup(self):
         self.compiled = {
-            name: [compile_template(t) for t in ds.templates] for name, ds in self.plan.datasets.items()
+            name: {t.id: compile_template(t) for t in ds.templates} for name, ds in self.plan.datasets.items()
         }
         self.rendered = Metrics.counter(NAMESPACE, "rendered")
         self.failed = Metrics.counter(NAMESPACE, "dead_letter")
 
-    def process(self, element):
+    def process(self, element, table: SamplingTable):
         dataset, rows = element
-        ds = self.plan.datasets[dataset]
-        templates = self.compiled[dataset]
+        plan = self.plan
+        ds = plan.datasets[dataset]
+        task = table.tasks[dataset]
+        pool = table.pools.get(dataset, ())
+        compiled = self.compiled[dataset]
         out = []
+        counts: Counter = Counter()
         for row in rows:
             if row.error is not None:
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row.row_id, "read", row.error, row.raw))
@@ -96,33 +102,56 @@ class RenderBatchFn(beam.DoFn):
             if problem is not None:
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row.row_id, "render", problem))
                 continue
-            compiled = templates[keyed_choice(len(templates), self.plan.seed, "template", dataset, row.row_id)]
-            try:
-                inputs, targets = render(compiled, row.fields)
-            except RenderError as exc:
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row.row_id, "render", str(exc)))
+            n_copies = sampling.copies(task.rate, plan.seed, dataset, row.row_id)
+            if n_copies == 0:
+                counts[("sampled_out", dataset)] += 1
                 continue
-            out.append((compiled.template.id, row.row_id, inputs, targets))
+            if n_copies > 1:
+                counts[("upsampled_copies", dataset)] += n_copies - 1
+            for c in range(n_copies):
+                key = sampling.copy_key(row.row_id, c)
+                variant = sampling.choose_variant(
+                    ds.templates, task.settings, pool, plan.few_shot, plan.seed, dataset, row.row_id, key
+                )
+                ct = compiled[variant.template.id]
+                try:
+                    inputs, targets = render(ct, row.fields)
+                except RenderError as exc:
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "render", str(exc)))
+                    continue
+                shots = []
+                for ex_id, ex_fields in variant.exemplars:
+                    try:
+                        ex_in, ex_tg = render(ct, ex_fields)
+                    except RenderError:
+                        counts[("exemplar_render_failed", dataset)] += 1
+                        continue
+                    shots.append(ex_in + plan.few_shot.target_separator + ex_tg)
+                out.append((variant.template.id, key, variant.setting, inputs, targets, tuple(shots)))
         self.rendered.inc(len(out))
-        self.failed.inc(len(rows) - len(out))
+        if counts:
+            yield beam.pvalue.TaggedOutput(STATS, Report(dict(counts)))
         if out:
             yield dataset, out
 
 
 class RenderTemplates(beam.PTransform):
-    def __init__(self, plan: BuildPlan):
+    def __init__(self, plan: BuildPlan, table):
         super().__init__()
-        self.plan = plan
+        self.plan, self.table = plan, table
 
     def expand(self, batches):
-        return batches | "Render" >> beam.ParDo(RenderBatchFn(self.plan)).with_outputs(DEAD_LETTER, main="rendered")
+        return batches | "Render" >> beam.ParDo(RenderBatchFn(self.plan), beam.pvalue.AsSingleton(self.table)).with_outputs(
+            DEAD_LETTER, STATS, main="rendered"
+        )
 
 
 # --- Tokenize ------------------------------------------------------------------------------------
 
 class TokenizeBatchFn(beam.DoFn):
-    """Encodes a batch with SentencePiece, appends EOS, applies the overlong policy and assigns each
-    example its output shard and its place in that shard from (seed, dataset, row id)."""
+    """Encodes a batch with SentencePiece, fits few-shot prompts to the inputs budget (dropping whole
+    exemplars from the end, never cutting one), appends EOS, applies the overlong policy and assigns
+    each example its output shard and its place in that shard from (seed, dataset, copy key)."""
 
     def __init__(self, plan: BuildPlan, model_proto: bytes, num_threads: int = -1):
         self.plan = plan
@@ -132,28 +161,55 @@ class TokenizeBatchFn(beam.DoFn):
     def setup(self):
         self.vocab = Vocabulary(self.model_proto, self.plan.vocab_path)
 
+    def _fit_few_shot(self, query: str, query_ids: list[int], shots: tuple[str, ...]) -> tuple[list[int], int]:
+        """(ids of the longest prompt that fits, exemplars kept). Estimates from per-piece counts,
+        then re-encodes the joined text and drops more exemplars until it truly fits."""
+        budget = self.plan.inputs_length - 1  # room for EOS
+        piece_ids = self.vocab.encode_batch(list(shots), num_threads=1)
+        k, used = 0, len(query_ids)
+        for ids in piece_ids:
+            if used + len(ids) + 1 > budget:
+                break
+            used += len(ids) + 1
+            k += 1
+        while k > 0:
+            ids = self.vocab.encode_batch([sampling.assemble_few_shot(shots[:k], query, self.plan.few_shot)], num_threads=1)[0]
+            if len(ids) <= budget:
+                return ids, k
+            k -= 1
+        return query_ids, 0
+
     def process(self, element):
         dataset, examples = element
         plan = self.plan
         ids = self.vocab.encode_batch(
-            [e[2] for e in examples] + [e[3] for e in examples], num_threads=self.num_threads
+            [e[3] for e in examples] + [e[4] for e in examples], num_threads=self.num_threads
         )
         n = len(examples)
         by_shard: dict[int, list] = {}
         counts: Counter = Counter()
-        for i, (template_id, row_id, _, _) in enumerate(examples):
-            inputs, cut_in = fit_to_length(ids[i], plan.inputs_length)
+        for i, (template_id, key, setting, query, _, shots) in enumerate(examples):
+            input_ids = ids[i]
+            if shots:
+                input_ids, k = self._fit_few_shot(query, input_ids, shots)
+                counts[("fewshot_k", str(k))] += 1
+                if k < len(shots):
+                    counts[("fewshot_exemplars_dropped", dataset)] += len(shots) - k
+                if k == 0:
+                    setting = "zs_" + setting.split("_")[1]  # nothing fits beside the query
+                    counts[("fewshot_fell_back_to_zero_shot", dataset)] += 1
+            inputs, cut_in = fit_to_length(input_ids, plan.inputs_length)
             targets, cut_tg = fit_to_length(ids[n + i], plan.targets_length)
             if cut_in or cut_tg:
                 if plan.overlong == "drop":
-                    reason = f"overlong: {len(ids[i]) + 1} inputs / {len(ids[n + i]) + 1} targets tokens > {plan.inputs_length}/{plan.targets_length}"
-                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row_id, "tokenize", reason))
+                    reason = f"overlong: {len(input_ids) + 1} inputs / {len(ids[n + i]) + 1} targets tokens > {plan.inputs_length}/{plan.targets_length}"
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "tokenize", reason))
                     continue
                 counts[("truncated", dataset)] += 1
-            shard = keyed_choice(plan.num_shards, plan.seed, "shard", dataset, row_id)
-            order = keyed_hash(plan.seed, "order", dataset, row_id)
+            shard = keyed_choice(plan.num_shards, plan.seed, "shard", dataset, key)
+            order = keyed_hash(plan.seed, "order", dataset, key)
             by_shard.setdefault(shard, []).append(
-                (order, inputs.tobytes(), targets.tobytes(), f"{dataset}|{template_id}|{row_id}")
+                (order, inputs.tobytes(), targets.tobytes(), f"{dataset}|{template_id}|{setting}|{key}")
             )
         for shard, items in by_shard.items():
             yield shard, items
@@ -227,9 +283,11 @@ def shard_report(rows, files, plan: BuildPlan) -> Report:
         in_len = np.bincount(a["inputs_segment_ids"], minlength=len(row.provenance) + 1)
         tg_len = np.bincount(a["targets_segment_ids"], minlength=len(row.provenance) + 1)
         for seg, prov in enumerate(row.provenance, start=1):
-            dataset, template_id, _ = prov.split("|", 2)
+            dataset, template_id, setting, _ = prov.split("|", 3)
             counts[("examples", dataset)] += 1
             counts[("template", template_id)] += 1
+            counts[("setting", setting)] += 1
+            counts[("task_setting", dataset, setting)] += 1
             counts[("inputs_tokens", dataset)] += int(in_len[seg])
             counts[("targets_tokens", dataset)] += int(tg_len[seg])
     return Report(dict(counts), tuple(files))

@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from pipelines.features import tf_feature_description
 from pipelines.fieldtypes import field_problem
-from pipelines.hashing import keyed_choice
 from pipelines.loaders import get_loader
 from pipelines.packing import fit_to_length, unpack_row
 from pipelines.templates import compile_template, render
@@ -39,37 +38,46 @@ def read_parquet(out: Path) -> list[dict]:
     return rows
 
 
-def expected_examples(plan, catalog, families, vocab):
-    """Independently render and tokenize every source row the way the plan says."""
-    expected = collections.Counter()
+def rendered_rows(plan, catalog, families):
+    """Every source row with its fields, keyed by provenance dataset and row id."""
+    rows = {}
     for name in plan.datasets:
         entry = catalog[name]
-        templates = [t for fam in entry.templates for t in families[fam].templates]
         loader = get_loader(entry.loader_type)
         for shard in loader.plan(name, plan.split, entry.splits[plan.split], entry.loader_args):
             for row in loader.read(shard):
                 assert row.error is None and field_problem(row.fields, entry.fields) is None
-                t = templates[keyed_choice(len(templates), plan.seed, "template", name, row.row_id)]
-                inputs, targets = render(compile_template(t), row.fields)
-                ids_in, ids_tg = vocab.encode_batch([inputs, targets])
-                a, _ = fit_to_length(ids_in, plan.inputs_length)
-                b, _ = fit_to_length(ids_tg, plan.targets_length)
-                expected[(tuple(a.tolist()), tuple(b.tolist()), f"{name}|{t.id}|{row.row_id}")] += 1
-    return expected
+                rows[(name, row.row_id)] = row.fields
+    return rows
 
 
 def test_every_example_arrives_exactly_once(demo_corpus, catalog, families, vocab):
+    """Each source row appears once (the demo's rates are 1), targets are exactly the tokenized
+    rendered target, zero-shot inputs are exactly the rendered prompt, and few-shot inputs end with it."""
     out, plan = demo_corpus
-    rows = read_tfrecords(out, plan)
-    got = collections.Counter()
-    for row in rows:
+    source = rendered_rows(plan, catalog, families)
+    assert len(source) == 2673  # 7 CoT x 300 rows + 573 NIV2 instances
+    templates = {t.id: t for ds in plan.datasets.values() for t in ds.templates}
+    seen = collections.Counter()
+    settings = collections.Counter()
+    for row in read_tfrecords(out, plan):
         segments = unpack_row(row)
         assert len(segments) == len(row["provenance"])
         for (inputs, targets), prov in zip(segments, row["provenance"]):
-            got[(tuple(inputs), tuple(targets), prov)] += 1
-    want = expected_examples(plan, catalog, families, vocab)
-    assert sum(want.values()) == 2673  # 7 CoT x 300 rows + 573 NIV2 instances
-    assert got == want
+            dataset, template_id, setting, key = prov.split("|")
+            seen[(dataset, key)] += 1
+            settings[setting] += 1
+            query, target = render(compile_template(templates[template_id]), source[(dataset, key)])
+            ids_in, ids_tg = vocab.encode_batch([query, target])
+            assert targets == fit_to_length(ids_tg, plan.targets_length)[0].tolist(), prov
+            if setting.startswith("zs") or templates[template_id].shots == "few_shot":
+                assert inputs == fit_to_length(ids_in, plan.inputs_length)[0].tolist(), prov
+            else:  # generated few-shot: exemplars, then the query; never cut (EOS ends the prompt)
+                assert len(inputs) <= plan.inputs_length and inputs[-1] == 1
+                assert vocab.decode(inputs).endswith(vocab.decode(ids_in)), prov
+                assert len(inputs) > len(ids_in) + 1, prov
+    assert set(seen) == set(source) and set(seen.values()) == {1}
+    assert settings["fs_noopt"] > 1000 and settings["zs_noopt"] > 1000
 
 
 def test_tfrecord_and_parquet_carry_identical_content(demo_corpus):
@@ -92,7 +100,14 @@ def test_manifest_describes_the_corpus(demo_corpus, vocab):
     assert manifest["num_examples"] == 2673
     assert manifest["dead_letter"]["count"] == 0
     assert sum(d["rows_read"] for d in manifest["datasets"].values()) == 2673
-    assert set(manifest["provenance"]["template_families"]) == {"cot_qa", "cot_inversion", "niv2_definition"}
+    assert set(manifest["provenance"]["template_families"]) >= {"cot_qa", "cot_inversion", "niv2_definition"}
+    mixing = manifest["mixing"]
+    assert mixing["target_examples"] == 2673 and mixing["downsampled"] == mixing["upsampled"] == 0
+    for group in ("collections", "prompt_settings"):
+        for name, share in mixing[group].items():
+            assert abs(share["realized_share"] - share["target_share"]) < 0.01, (group, name, share)
+    k = mixing["few_shot"]["exemplars_per_prompt"]
+    assert set(k) <= {"0", "1", "2", "3"} and sum(k.values()) > 1000
     tf_files = sorted((f for f in manifest["files"] if f["path"].startswith("tfrecord/")), key=lambda f: f["path"])
     assert [f["path"] for f in tf_files] == [f"tfrecord/demo-train-0000{i}-of-00003.tfrecord" for i in range(3)]
     assert sum(f["num_rows"] for f in tf_files) == manifest["num_rows"]

@@ -1,0 +1,106 @@
+"""The survey pass: before sampling, count each task's rows and keep a small exemplar pool per task.
+
+Examples-proportional weights need every task's size, and few-shot prompts need rows of the same
+task; both are gathered by one streaming read and merged by a CombineFn (bounded memory: a count and
+`pool_size` rows per task), then turned into a `SamplingTable` that later stages get as a side input.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Mapping
+
+import apache_beam as beam
+
+from pipelines.fieldtypes import field_problem
+from pipelines.hashing import keyed_hash
+from pipelines.loaders import SourceShard, get_loader
+from pipelines.mixtures import default_target, resolve_weights, sampling_rate
+from pipelines.plan import BuildPlan
+from pipelines.sampling import SamplingTable, TaskSampling, supported_settings
+
+
+@dataclass(frozen=True)
+class Survey:
+    counts: Mapping[str, int]
+    pools: Mapping[str, tuple]  # task -> ((hash, row_id, fields), ...) sorted by hash
+
+
+def survey_shard(shard: SourceShard, plan: BuildPlan):
+    """(task, count, smallest-hash pool rows) for one source shard."""
+    declared = plan.datasets[shard.dataset].fields
+    size = plan.pool_size
+    heap: list = []
+    count = 0
+    for row in get_loader(shard.loader_type).read(shard):
+        if row.error is not None or field_problem(row.fields, declared) is not None:
+            continue
+        count += 1
+        if size:
+            item = (keyed_hash(plan.seed, "pool", shard.dataset, row.row_id), row.row_id, dict(row.fields))
+            if len(heap) < size:
+                heapq.heappush(heap, (-item[0], item[1], item[2]))
+            elif item[0] < -heap[0][0]:
+                heapq.heapreplace(heap, (-item[0], item[1], item[2]))
+    pool = tuple(sorted((-h, r, f) for h, r, f in heap))
+    yield shard.dataset, count, pool
+
+
+class MergeSurvey(beam.CombineFn):
+    def __init__(self, pool_size: int):
+        self.pool_size = pool_size
+
+    def create_accumulator(self):
+        return {}, {}
+
+    def add_input(self, acc, element):
+        task, count, pool = element
+        counts, pools = acc
+        counts[task] = counts.get(task, 0) + count
+        pools[task] = tuple(sorted(pools.get(task, ()) + pool, key=lambda x: (x[0], x[1])))[: self.pool_size]
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = self.create_accumulator()
+        for counts, pools in accs:
+            for task in counts:
+                self.add_input(out, (task, counts[task], pools.get(task, ())))
+        return out
+
+    def extract_output(self, acc):
+        counts, pools = acc
+        return Survey(dict(sorted(counts.items())), dict(sorted(pools.items())))
+
+
+def sampling_table(survey: Survey, plan: BuildPlan) -> SamplingTable:
+    """Weights from the mixture and the measured sizes, then per-task sampling rates and settings."""
+    weights = resolve_weights(plan.mixture_spec, plan.catalog, survey.counts, set(plan.datasets))
+    target = plan.target_examples or default_target(weights, survey.counts)
+    tasks = {}
+    for w in weights:
+        pool = survey.pools.get(w.task, ())
+        templates = plan.datasets[w.task].templates
+        settings = supported_settings(templates, w.prompt_settings, len(pool)) if w.prompt_settings else ()
+        count = survey.counts.get(w.task, 0)
+        tasks[w.task] = TaskSampling(
+            w.task, w.collection, w.weight, count, sampling_rate(w.weight, count, target, plan.upsample), settings, w.path,
+            w.cap,
+        )
+    pools = {task: tuple((r, f) for _, r, f in pool) for task, pool in survey.pools.items()}
+    return SamplingTable(target, tasks, pools)
+
+
+class SurveySources(beam.PTransform):
+    """sources -> a single SamplingTable."""
+
+    def __init__(self, plan: BuildPlan):
+        super().__init__()
+        self.plan = plan
+
+    def expand(self, sources):
+        return (
+            sources
+            | "SurveyShards" >> beam.FlatMap(survey_shard, self.plan)
+            | "MergeSurvey" >> beam.CombineGlobally(MergeSurvey(self.plan.pool_size))
+            | "SamplingTable" >> beam.Map(sampling_table, self.plan)
+        )
