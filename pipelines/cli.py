@@ -1,8 +1,9 @@
 """`flanmix` command line. Flags live only here; everything else takes explicit arguments.
 
     flanmix build --mixture demo --output out/demo [--seed N] [--num_shards N] [--vocab PATH] [Beam options]
-    flanmix catalog list | show NAME
-    flanmix templates lint | preview DATASET -n 3
+    flanmix catalog list [--collection C] [--category "Question Answering"] | show NAME | stats [--json]
+    flanmix templates lint [--rows N] [--no-source] | preview DATASET -n 3 [--fixtures]
+    flanmix templates import-promptsource PATH [--family NAME] [--output DIR]
     flanmix vocab train --output PREFIX
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import sys
 import time
 from typing import Sequence
@@ -40,7 +42,10 @@ def cmd_build(args, beam_args: list[str]) -> int:
     plan = make_plan(
         mixture, catalog, families, vocab, seed=args.seed, num_shards=args.num_shards,
         inputs_length=args.inputs_length, targets_length=args.targets_length, overlong=args.overlong,
+        target_examples=args.target_examples, strict=args.strict,
     )
+    for name, reason in plan.skipped:
+        print(f"flanmix build: skipping {name}: {reason}")
     print(f"flanmix build: mixture {plan.mixture}, {len(plan.datasets)} datasets, {len(plan.sources)} source files, "
           f"{plan.num_shards} output shard(s), lengths {plan.inputs_length}/{plan.targets_length}, seed {plan.seed}")
     start = time.perf_counter()
@@ -63,6 +68,14 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
     eff = manifest["packing_efficiency"]
     print(f"\n{manifest['num_rows']} packed rows in {manifest['num_shards']} shard(s); packing efficiency "
           f"inputs {eff['inputs']:.3f}, targets {eff['targets']:.3f}; dead letters {manifest['dead_letter']['count']}")
+    mixing = manifest.get("mixing") or {}
+    if mixing:
+        shares = ", ".join(f"{c} {v['realized_share']:.3f}/{v['target_share']:.3f}" for c, v in mixing["collections"].items())
+        print(f"collections realized/target: {shares}; downsampled {mixing['downsampled']}, upsampled {mixing['upsampled']}")
+        settings = ", ".join(f"{s} {v['realized_share']:.3f}" for s, v in mixing["prompt_settings"].items())
+        print(f"prompt settings: {settings}; few-shot exemplars per prompt: {mixing['few_shot']['exemplars_per_prompt']}")
+        for s in mixing["skipped_sources"]:
+            print(f"SKIPPED {s['dataset']}: {s['reason'].splitlines()[0]}")
     print(f"output: {output} (manifest.json, tfrecord/, parquet/, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
 
 
@@ -73,12 +86,14 @@ def cmd_catalog(args) -> int:
 
     catalog = load_catalog(args.catalog)
     if args.catalog_cmd == "list":
-        for e in catalog:
-            if args.collection and args.collection not in e.collections:
-                continue
-            if args.category and args.category not in e.task_categories:
-                continue
+        for e in catalog.filter(args.collection, args.category):
             print(f"{e.name:56} {','.join(e.collections):10} {e.loader_type:10} {'; '.join(e.task_categories)}")
+        return 0
+    if args.catalog_cmd == "stats":
+        from pipelines.catalog_stats import catalog_stats, format_stats
+
+        stats = catalog_stats(catalog)
+        print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
         return 0
     entry = catalog[args.name]
     print(open(entry.source_path, encoding="utf-8").read().rstrip())
@@ -88,11 +103,13 @@ def cmd_catalog(args) -> int:
 # --- templates -----------------------------------------------------------------------------------
 
 def cmd_templates(args) -> int:
-    from pipelines.lint import lint_catalog, lint_render
+    from pipelines.lint import lint_catalog
 
+    if args.templates_cmd == "import-promptsource":
+        return import_promptsource(args)
     catalog, families = _load_catalog_and_templates(args)
     if args.templates_cmd == "lint":
-        problems = lint_catalog(catalog, families, render_rows=args.rows)
+        problems = lint_catalog(catalog, families, render_rows=args.rows, read_source=not args.no_source)
         for p in problems:
             print(f"ERROR {p}", file=sys.stderr)
         n_templates = sum(len(f.templates) for f in families.values())
@@ -101,28 +118,60 @@ def cmd_templates(args) -> int:
             return 1
         print(f"templates lint: OK ({len(families)} families, {n_templates} templates, {len(catalog)} datasets)")
         return 0
-    return preview(catalog, families, args.dataset, args.n, args.template)
+    return preview(catalog, families, args.dataset, args.n, args.template, args.fixtures)
 
 
-def preview(catalog, families, dataset: str, n: int, template_id: str | None) -> int:
-    from pipelines.fieldtypes import field_problem
+def import_promptsource(args) -> int:
+    from pipelines.promptsource_import import import_file
+
+    out_dir = args.output or args.templates or str(resources.templates_dir())
+    path, family, skipped = import_file(args.path, out_dir, args.family, args.force)
+    for reason in skipped:
+        print(f"skipped {reason}", file=sys.stderr)
+    print(f"wrote {path}: family {family['family']}, {len(family['templates'])} template(s); name it in a "
+          f"catalog entry's `templates:` and run `flanmix templates lint`")
+    return 0
+
+
+def preview_rows(entry, n: int, use_fixtures: bool):
+    """(rows, note): the first `n` source rows, or the entry's fixture rows when the source cannot be
+    read here (or `use_fixtures`)."""
+    from pipelines.catalog import fixture_rows
     from pipelines.loaders import get_loader
-    from pipelines.templates import compile_template, render
+
+    if not use_fixtures:
+        split = next(iter(entry.splits))
+        loader = get_loader(entry.loader_type)
+        try:
+            shards = loader.plan(entry.name, split, entry.splits[split], entry.loader_args)
+            return list(itertools.islice((r for s in shards for r in loader.read(s)), n)), None
+        except FlanmixError as exc:
+            note = f"source unavailable ({exc}); showing the entry's fixture rows instead"
+    else:
+        note = "showing the entry's fixture rows (--fixtures)"
+    rows = fixture_rows(entry)[:n]
+    if not rows:
+        raise FlanmixError(f"dataset {entry.name}: source unavailable and the entry has no fixture rows")
+    return rows, note
+
+
+def preview(catalog, families, dataset: str, n: int, template_id: str | None, use_fixtures: bool = False) -> int:
     from pipelines.errors import RenderError
+    from pipelines.fieldtypes import field_problem
+    from pipelines.templates import bind_templates, compile_template, render
 
     entry = catalog[dataset]
-    split = next(iter(entry.splits))
-    loader = get_loader(entry.loader_type)
-    shards = loader.plan(entry.name, split, entry.splits[split], entry.loader_args)
-    rows = list(itertools.islice((r for s in shards for r in loader.read(s)), n))
-    templates = [t for fam in entry.templates for t in families[fam].templates]
+    templates = list(bind_templates(entry.templates, families, entry.template_vars))
     if template_id:
         templates = [t for t in templates if t.id == template_id]
         if not templates:
             raise FlanmixError(f"dataset {dataset} has no template {template_id!r}")
+    rows, note = preview_rows(entry, n, use_fixtures)
+    if note:
+        print(f"[{dataset}] {note}\n")
     for i, row in enumerate(rows):
         t = templates[i % len(templates)]
-        print(f"=== {dataset} row {row.row_id} | template {t.id} ({t.prompt_setting}{', cot' if t.cot else ''})")
+        print(f"=== {dataset} row {row.row_id} | template {t.id} ({t.prompt_setting}{', cot' if t.cot else ''}{', inversion' if t.inversion else ''})")
         problem = row.error or field_problem(row.fields, entry.fields)
         if problem:
             print(f"[dead letter] {problem}\n")
@@ -133,6 +182,31 @@ def preview(catalog, families, dataset: str, n: int, template_id: str | None) ->
             print(f"[dead letter] {exc}\n")
             continue
         print(f"--- inputs\n{inputs}\n--- targets\n{targets}\n")
+    return 0
+
+
+# --- mixtures ------------------------------------------------------------------------------------
+
+def cmd_mixtures(args) -> int:
+    import dataclasses
+
+    from pipelines.catalog import load_catalog
+    from pipelines.mixture_report import format_plan, plan_mixture
+    from pipelines.mixtures import load_mixture, mixtures_dir
+
+    if args.mixtures_cmd == "list":
+        for path in sorted(mixtures_dir().glob("*.yaml")):
+            m = load_mixture(path)
+            print(f"{m.name:24} {m.description}")
+        return 0
+    mixture = load_mixture(args.name)
+    rows, target, skipped = plan_mixture(mixture, load_catalog(args.catalog), count=args.count)
+    if args.json:
+        print(json.dumps({"mixture": mixture.name, "target_examples": target,
+                          "tasks": [dataclasses.asdict(r) for r in rows],
+                          "skipped": [{"dataset": n, "reason": r} for n, r in skipped]}, indent=2))
+    else:
+        print(format_plan(mixture, rows, target, skipped))
     return 0
 
 
@@ -186,23 +260,45 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--inputs_length", type=int)
     b.add_argument("--targets_length", type=int)
     b.add_argument("--overlong", choices=["truncate", "drop"], help="policy for examples longer than the lengths")
+    b.add_argument("--target_examples", type=int, help="corpus size in examples (overrides the mixture's target)")
+    b.add_argument("--strict", action="store_true",
+                   help="fail before starting if any source cannot be loaded (default: skip it and renormalise)")
 
     c = sub.add_parser("catalog", help="inspect the task catalog")
     csub = c.add_subparsers(dest="catalog_cmd", required=True)
     cl = csub.add_parser("list")
-    cl.add_argument("--collection")
-    cl.add_argument("--category")
+    cl.add_argument("--collection", help="flan2021, t0, niv2, cot, dialog or program_synthesis")
+    cl.add_argument("--category", help="a task category, e.g. \"Question Answering\" (case-insensitive)")
     cs = csub.add_parser("show")
     cs.add_argument("name")
+    cst = csub.add_parser("stats", help="datasets, tasks and categories per collection and in total")
+    cst.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     t = sub.add_parser("templates", help="check and preview templates")
     tsub = t.add_subparsers(dest="templates_cmd", required=True)
     tl = tsub.add_parser("lint", help="parse, check fields, render on real rows; non-zero exit on any problem")
-    tl.add_argument("--rows", type=int, default=3, help="rows per dataset to render (0: static checks only)")
-    tp = tsub.add_parser("preview", help="render real rows of a dataset")
+    tl.add_argument("--rows", type=int, default=3,
+                    help="real rows per locally readable dataset to render besides its fixture rows (0: static checks only)")
+    tl.add_argument("--no-source", action="store_true", help="render fixture rows only; read no source data")
+    tp = tsub.add_parser("preview", help="render rows of a dataset (its fixture rows when the source is unavailable)")
     tp.add_argument("dataset")
     tp.add_argument("-n", type=int, default=3)
     tp.add_argument("--template", help="only this template id")
+    tp.add_argument("--fixtures", action="store_true", help="use the entry's fixture rows; do not read the source")
+    ti = tsub.add_parser("import-promptsource", help="convert a promptsource templates.yaml into a template family")
+    ti.add_argument("path", help="a promptsource templates.yaml")
+    ti.add_argument("--family", help="family name (default: ps_<dataset>_<subset>)")
+    ti.add_argument("--output", help="directory to write <family>.yaml into (default: --templates or templates/)")
+    ti.add_argument("--force", action="store_true", help="replace an existing family file")
+
+    m = sub.add_parser("mixtures", help="list mixtures, show a mixture's resolved plan")
+    msub = m.add_subparsers(dest="mixtures_cmd", required=True)
+    msub.add_parser("list")
+    ms = msub.add_parser("show", help="every task with its effective weight and expected example count")
+    ms.add_argument("name")
+    ms.add_argument("--no-count", dest="count", action="store_false",
+                    help="do not read sources to count rows (use catalog sizes, else assume the cap)")
+    ms.add_argument("--json", action="store_true")
 
     v = sub.add_parser("vocab", help="the default SentencePiece vocabulary")
     vsub = v.add_subparsers(dest="vocab_cmd", required=True)
@@ -214,6 +310,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `flanmix ... | head` ends quietly
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.cmd != "build":
@@ -227,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_templates(args)
         if args.cmd == "vocab":
             return cmd_vocab(args)
+        if args.cmd == "mixtures":
+            return cmd_mixtures(args)
     except FlanmixError as exc:
         print(f"flanmix: error: {exc}", file=sys.stderr)
         return 2
