@@ -1,0 +1,190 @@
+"""Throughput of `flanmix build` against a single-process floor, on the Flan chain-of-thought data.
+
+    python benchmarks/throughput.py [--cot_dir DIR] [--runs 3] [--workers N]
+
+DIR holds the 7 Flan CoT training TSVs (33,443 examples; default: ../shared/data/flan/cot beside the
+checkout). Each run measures, in fresh processes:
+
+1. floor: one Python process, no Beam: read the TSVs, render one template per example (same
+   templates and keyed choice as the build), encode inputs and targets with SentencePiece (batched,
+   all cores), write the ids as TFRecord;
+2. build: the real `flanmix build` job (render, tokenize, pack 2048/512, TFRecord + Parquet +
+   manifest) over the same 7 datasets with the default local runner.
+
+Wall times exclude interpreter start-up and imports, which are printed separately. Prints examples/s,
+tokens/s, wall, CPU seconds and peak RSS per run, then medians; the last line is
+`ratio build/floor: X.XX` (median).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_COT = ROOT.parent / "shared" / "data" / "flan" / "cot"
+NAMES = {"gsm8k": "cot_gsm8k", "strategyqa": "cot_strategyqa"}
+
+ENTRY = """schema_version: 1
+name: {name}
+collections: [cot]
+task_categories: [Question Answering]
+languages: [English]
+loader: {{type: cot_tsv, args: {{path: {path}}}}}
+splits: {{train: train}}
+fields: {{question: string, answer: string, rationale: string}}
+templates: [cot_qa, cot_inversion]
+"""
+
+
+def make_catalog(cot_dir: Path, work: Path) -> tuple[Path, Path]:
+    files = sorted(cot_dir.glob("*_train.tsv"))
+    if len(files) != 7:
+        sys.exit(f"expected 7 *_train.tsv files in {cot_dir}, found {len(files)}")
+    (work / "catalog").mkdir(parents=True)
+    names = []
+    for f in files:
+        base = f.name.replace("_train.tsv", "")
+        name = NAMES.get(base, f"stream_{base}")
+        names.append(name)
+        (work / "catalog" / f"{name}.yaml").write_text(ENTRY.format(name=name, path=f))
+    mixture = work / "cot_full.yaml"
+    mixture.write_text("schema_version: 1\nname: cot_full\nsequence_length: {inputs: 2048, targets: 512}\nmembers:\n"
+                       + "".join(f"  - {{dataset: {n}}}\n" for n in names))
+    return work / "catalog", mixture
+
+
+def _usage() -> tuple[float, float]:
+    """(CPU seconds of this process and its finished children, peak RSS MiB of either)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, max(me.ru_maxrss, kids.ru_maxrss) / 1024
+
+
+def run_floor(catalog_dir: str, out: str) -> dict:
+    t_import = time.perf_counter()
+    from apache_beam.io.tfrecordio import _TFRecordUtil
+
+    from pipelines import resources
+    from pipelines.catalog import load_catalog
+    from pipelines.hashing import keyed_choice
+    from pipelines.loaders import get_loader
+    from pipelines.templates import bind_templates, compile_template, load_templates, render
+    from pipelines.tf_example import serialize_example
+    from pipelines.vocab import Vocabulary
+
+    cpu0, _ = _usage()
+    start = time.perf_counter()
+    imports = start - t_import
+    catalog, families = load_catalog(catalog_dir), load_templates()
+    vocab = Vocabulary.load(resources.default_vocab_path())
+    inputs, targets = [], []
+    for entry in catalog:
+        compiled = [compile_template(t) for t in bind_templates(entry.templates, families, entry.template_vars)]
+        loader = get_loader(entry.loader_type)
+        for shard in loader.plan(entry.name, "train", "train", entry.loader_args):
+            for row in loader.read(shard):
+                if row.error is not None:  # the build dead-letters these; the floor skips them
+                    continue
+                t = compiled[keyed_choice(len(compiled), 0, "template", entry.name, row.row_id)]
+                i, o = render(t, row.fields)
+                inputs.append(i)
+                targets.append(o)
+    ids = vocab.encode_batch(inputs + targets, num_threads=os.cpu_count())
+    n = len(inputs)
+    tokens = 0
+    with open(out, "wb") as handle:
+        for k in range(n):
+            a, b = ids[k][:2047] + [1], ids[n + k][:511] + [1]
+            tokens += len(a) + len(b)
+            _TFRecordUtil.write_record(handle, serialize_example({"inputs": a, "targets": b}))
+    wall = time.perf_counter() - start
+    cpu1, rss = _usage()
+    return {"examples": n, "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss, "startup": imports}
+
+
+def run_build(catalog_dir: str, mixture: str, out: str, beam_args: list[str]) -> dict:
+    t_import = time.perf_counter()
+    from pipelines import resources
+    from pipelines.build import run_build as beam_build
+    from pipelines.catalog import load_catalog
+    from pipelines.manifest import read_manifest
+    from pipelines.mixtures import load_mixture
+    from pipelines.plan import make_plan
+    from pipelines.templates import load_templates
+    from pipelines.vocab import Vocabulary
+
+    cpu0, _ = _usage()
+    start = time.perf_counter()
+    imports = start - t_import
+    vocab = Vocabulary.load(resources.default_vocab_path())
+    plan = make_plan(load_mixture(mixture), load_catalog(catalog_dir), load_templates(), vocab)
+    beam_build(plan, vocab.model_proto, out, beam_args)
+    wall = time.perf_counter() - start
+    cpu1, rss = _usage()
+    m = read_manifest(out)
+    tokens = sum(d["inputs_tokens"] + d["targets_tokens"] for d in m["datasets"].values())
+    return {"examples": m["num_examples"], "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss,
+            "startup": imports, "rows": m["num_rows"]}
+
+
+def child(kind: str, *args: str) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, f"--_{kind}", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if proc.returncode != 0:
+        sys.exit(f"{kind} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_wall"] = time.perf_counter() - t0
+    return result
+
+
+def line(kind: str, r: dict) -> str:
+    return (f"{kind:6} examples/s {r['examples'] / r['wall']:9.0f}  tokens/s {r['tokens'] / r['wall']:10.0f}  "
+            f"wall {r['wall']:6.2f}s  cpu {r['cpu']:6.2f}s  peak RSS {r['rss_mib']:6.0f} MiB  "
+            f"start-up+imports {r['startup']:.2f}s (process {r['process_wall']:.2f}s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cot_dir", type=Path, default=DEFAULT_COT)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--_floor", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_build", nargs="+", help=argparse.SUPPRESS)
+    args, beam_args = parser.parse_known_args()
+    if args._floor:
+        print(json.dumps(run_floor(*args._floor)))
+        return
+    if args._build:
+        catalog_dir, mixture, out = args._build[:3]
+        print(json.dumps(run_build(catalog_dir, mixture, out, beam_args)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        catalog_dir, mixture = make_catalog(args.cot_dir, work)
+        print(f"data: {args.cot_dir} ({sum(1 for f in args.cot_dir.glob('*_train.tsv') for _ in open(f))} lines), "
+              f"cores: {os.cpu_count()}, build options: {beam_args or '(defaults)'}")
+        floors, builds = [], []
+        for run in range(args.runs):
+            floors.append(child("floor", str(catalog_dir), str(work / f"floor{run}.tfrecord")))
+            print(line("floor", floors[-1]))
+            builds.append(child("build", str(catalog_dir), str(mixture), str(work / f"build{run}"), *beam_args))
+            print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}")
+        med = {k: {f: statistics.median(r[f] for r in rs) for f in ("wall", "cpu", "rss_mib", "startup", "examples", "tokens")}
+               for k, rs in (("floor", floors), ("build", builds))}
+        for k in ("floor", "build"):
+            m = med[k]
+            print(f"median {k:6} wall {m['wall']:.2f}s  examples/s {m['examples'] / m['wall']:.0f}  "
+                  f"tokens/s {m['tokens'] / m['wall']:.0f}  cpu {m['cpu']:.2f}s  peak RSS {m['rss_mib']:.0f} MiB  "
+                  f"start-up+imports {m['startup']:.2f}s")
+        print(f"ratio build/floor: {med['build']['wall'] / med['floor']['wall']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
