@@ -2,13 +2,41 @@
 
 Versions here are ranges that say what the code needs; `constraints.txt` pins the exact,
 known-good set that `make` installs (`pip install -c constraints.txt -e .[test]`).
+
+Every sdist and wheel also carries the project's data (schemas/, templates/, task_catalog/ copied into
+`pipelines/_data/`, and the default vocabulary in `pipelines/assets/`), so a Beam worker that installs
+the package (Dataflow stages `python setup.py sdist` when given `--setup_file`, which `flanmix build`
+passes by default) never depends on the launcher's checkout. `pipelines.resources` finds the copy.
 """
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+DATA_DIRS = ("schemas", "templates", "task_catalog")  # keep in step with pipelines/resources.py
+
+
+class BuildPyWithData(build_py):
+    """build_py that also copies the top-level data directories into pipelines/_data/."""
+
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install reads the checkout itself
+        for name in DATA_DIRS:
+            source = HERE / name
+            if source.is_dir():
+                target = Path(self.build_lib) / "pipelines" / "_data" / name
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 INSTALL_REQUIRES = [
     "apache-beam[gcp,aws]>=2.77,<2.78",
     "tensorflow>=2.21,<2.22",
     "seqio==0.0.20",
+    "tensorflow-datasets>=4.9,<4.10",  # the TFDS loader (most Flan 2021 sources)
     "datasets>=5,<6",
     "jinja2>=3.1,<3.2",
     "pyarrow>=20,<26",
@@ -37,11 +65,14 @@ setup(
     name="flanmix",
     version="0.1.0",
     description="Build Flan-Collection-style instruction-tuning corpora with Apache Beam.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pipelines", "pipelines.*", "trainer", "trainer.*"]),
+    package_data={"pipelines": ["assets/*.model"]},
+    include_package_data=True,
+    cmdclass={"build_py": BuildPyWithData},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["flanmix=pipelines.cli:main"]},

@@ -1,10 +1,13 @@
 """`flanmix` command line. Flags live only here; everything else takes explicit arguments.
 
     flanmix build --mixture demo --output out/demo [--seed N] [--num_shards N] [--vocab PATH] [Beam options]
+                  [--overwrite] [--versioned] [--dry-run] [--dataflow-check] [--progress SECONDS]
+                  [--layout encdec|decoder] [--decoder_length N] [--format packed|jsonl] [--pack_buffer N]
     flanmix catalog list [--collection C] [--category "Question Answering"] | show NAME | stats [--json]
     flanmix templates lint [--rows N] [--no-source] | preview DATASET -n 3 [--fixtures]
     flanmix templates import-promptsource PATH [--family NAME] [--output DIR]
     flanmix vocab train --output PREFIX
+    flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/   (see trainer/)
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ def _load_catalog_and_templates(args):
 # --- build ---------------------------------------------------------------------------------------
 
 def cmd_build(args, beam_args: list[str]) -> int:
+    from pipelines import build, progress, publish
     from pipelines.build import run_build
     from pipelines.manifest import read_manifest
     from pipelines.mixtures import load_mixture
@@ -43,15 +47,38 @@ def cmd_build(args, beam_args: list[str]) -> int:
         mixture, catalog, families, vocab, seed=args.seed, num_shards=args.num_shards,
         inputs_length=args.inputs_length, targets_length=args.targets_length, overlong=args.overlong,
         target_examples=args.target_examples, strict=args.strict,
+        layout=args.layout, decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
     )
-    for name, reason in plan.skipped:
+    for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
+    if len(plan.skipped) > 10:
+        print(f"flanmix build: ... and {len(plan.skipped) - 10} more sources skipped (all listed in the manifest)")
     print(f"flanmix build: mixture {plan.mixture}, {len(plan.datasets)} datasets, {len(plan.sources)} source files, "
           f"{plan.num_shards} output shard(s), lengths {plan.inputs_length}/{plan.targets_length}, seed {plan.seed}")
+    if args.dataflow_check:
+        from pipelines.dataflow import check_job
+
+        print(check_job(plan, vocab.model_proto, args.output, beam_args).format())
+        return 0
+    build.set_filesystem_options(beam_args)
+    progress.quiet_known_beam_noise()
+    output = publish.resolve_output(args.output, plan.mixture, args.versioned)
+    if args.dry_run:
+        print(build.describe(plan, output, beam_args, args.overwrite))
+        return 0
+    problems = build.remote_problems(plan, output, beam_args)
+    if problems and build.runner_name(beam_args) == "DataflowRunner":
+        raise FlanmixError("Dataflow workers cannot run this build:\n  " + "\n  ".join(problems))
+    for problem in problems:  # other engines' workers may share a filesystem with the launcher
+        print(f"flanmix build: WARNING: {problem}")
     start = time.perf_counter()
-    run_build(plan, vocab.model_proto, args.output, beam_args)
+    run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
+              progress_every=args.progress)
     wall = time.perf_counter() - start
-    print_summary(read_manifest(args.output), args.output, wall)
+    if build._has(beam_args, "template_location"):
+        print(f"flanmix build: Dataflow template written to {build._flag(beam_args, 'template_location')}")
+        return 0
+    print_summary(read_manifest(output), output, wall)
     return 0
 
 
@@ -65,18 +92,27 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
         print(f"{r[0]:48} {r[1]:7d} {r[2]:9d} {r[3]:10d} {r[4]:6d} {r[5]:5d}")
     tot = [sum(r[i] for r in rows) for i in range(1, 6)]
     print(f"{'TOTAL':48} {tot[0]:7d} {tot[1]:9d} {tot[2]:10d} {tot[3]:6d} {tot[4]:5d}")
-    eff = manifest["packing_efficiency"]
-    print(f"\n{manifest['num_rows']} packed rows in {manifest['num_shards']} shard(s); packing efficiency "
-          f"inputs {eff['inputs']:.3f}, targets {eff['targets']:.3f}; dead letters {manifest['dead_letter']['count']}")
+    eff = manifest.get("packing_efficiency")
+    if eff is None:  # --format jsonl
+        print(f"\n{manifest['num_rows']} text examples in {manifest['num_shards']} shard(s) (jsonl, unpacked); "
+              f"dead letters {manifest['dead_letter']['count']}")
+    else:
+        effs = ", ".join(f"{k} {v:.3f}" for k, v in eff.items())
+        print(f"\n{manifest['num_rows']} packed rows ({manifest.get('layout', 'encdec')}) in {manifest['num_shards']} "
+              f"shard(s); packing efficiency {effs}; dead letters {manifest['dead_letter']['count']}")
     mixing = manifest.get("mixing") or {}
     if mixing:
         shares = ", ".join(f"{c} {v['realized_share']:.3f}/{v['target_share']:.3f}" for c, v in mixing["collections"].items())
         print(f"collections realized/target: {shares}; downsampled {mixing['downsampled']}, upsampled {mixing['upsampled']}")
         settings = ", ".join(f"{s} {v['realized_share']:.3f}" for s, v in mixing["prompt_settings"].items())
         print(f"prompt settings: {settings}; few-shot exemplars per prompt: {mixing['few_shot']['exemplars_per_prompt']}")
-        for s in mixing["skipped_sources"]:
+        skipped = mixing["skipped_sources"]
+        for s in skipped[:10]:
             print(f"SKIPPED {s['dataset']}: {s['reason'].splitlines()[0]}")
-    print(f"output: {output} (manifest.json, tfrecord/, parquet/, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
+        if len(skipped) > 10:
+            print(f"SKIPPED ... and {len(skipped) - 10} more (manifest.json: mixing.skipped_sources)")
+    data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else "tfrecord/, parquet/"
+    print(f"output: {output} (manifest.json, {data_dirs}, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
 
 
 # --- catalog -------------------------------------------------------------------------------------
@@ -169,8 +205,9 @@ def preview(catalog, families, dataset: str, n: int, template_id: str | None, us
     rows, note = preview_rows(entry, n, use_fixtures)
     if note:
         print(f"[{dataset}] {note}\n")
-    for i, row in enumerate(rows):
-        t = templates[i % len(templates)]
+    count = n if note else len(rows)  # fixture rows are few: cycle them so n templates are shown
+    for i in range(count):
+        row, t = rows[i % len(rows)], templates[i % len(templates)]
         print(f"=== {dataset} row {row.row_id} | template {t.id} ({t.prompt_setting}{', cot' if t.cot else ''}{', inversion' if t.inversion else ''})")
         problem = row.error or field_problem(row.fields, entry.fields)
         if problem:
@@ -251,7 +288,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--templates", help="templates directory (default: templates/)")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
-    b = sub.add_parser("build", help="run the Beam job; unknown flags are Beam PipelineOptions (e.g. --runner)")
+    b = sub.add_parser("build", help="run the Beam job; unknown flags are Beam PipelineOptions (e.g. --runner)",
+                       allow_abbrev=False)  # an abbreviation must never swallow a Beam flag
     b.add_argument("--mixture", required=True, help="mixture name (task_catalog/mixtures/NAME.yaml) or a path")
     b.add_argument("--output", required=True, help="output directory (local, gs:// or s3://)")
     b.add_argument("--seed", type=int, help="overrides the mixture's seed")
@@ -260,9 +298,27 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--inputs_length", type=int)
     b.add_argument("--targets_length", type=int)
     b.add_argument("--overlong", choices=["truncate", "drop"], help="policy for examples longer than the lengths")
+    b.add_argument("--layout", choices=["encdec", "decoder"], default="encdec",
+                   help="encdec: inputs and targets rows (T5); decoder: inputs+targets in one row with a loss mask "
+                        "(schemas/packed_<layout>.features.json)")
+    b.add_argument("--decoder_length", type=int,
+                   help="--layout decoder: the row length (default inputs_length + targets_length, 2560)")
+    b.add_argument("--format", choices=["packed", "jsonl"], default="packed",
+                   help="packed: TFRecord + Parquet rows (default); jsonl: the rendered text with metadata, unpacked")
+    b.add_argument("--pack_buffer", type=int,
+                   help="examples the packer sorts and places at a time; bounds its memory (default 10000)")
     b.add_argument("--target_examples", type=int, help="corpus size in examples (overrides the mixture's target)")
     b.add_argument("--strict", action="store_true",
                    help="fail before starting if any source cannot be loaded (default: skip it and renormalise)")
+    b.add_argument("--overwrite", action="store_true", help="replace a complete corpus already at --output")
+    b.add_argument("--versioned", action="store_true",
+                   help="publish to OUTPUT/MIXTURE/vN (N: one more than the newest complete version)")
+    b.add_argument("--dry-run", action="store_true",
+                   help="print the resolved plan (datasets, templates, expected rows, runner, output layout); run nothing")
+    b.add_argument("--dataflow-check", action="store_true",
+                   help="build the job for DataflowRunner offline (Beam --dry_run) and check container, pickling, options")
+    b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
+                   help="print the job's counters at most this often (default 5; 0: only the final summary)")
 
     c = sub.add_parser("catalog", help="inspect the task catalog")
     csub = c.add_subparsers(dest="catalog_cmd", required=True)
@@ -306,6 +362,9 @@ def make_parser() -> argparse.ArgumentParser:
     vt.add_argument("--mixture", default="demo", help="whose datasets and templates to learn from (default: demo)")
     vt.add_argument("--output", required=True, help="model prefix; writes PREFIX.model")
     vt.add_argument("--vocab_size", type=int, default=8000)
+    from trainer.cli import add_train_parser  # flags only; JAX loads when `train` runs
+
+    add_train_parser(sub)
     return parser
 
 
@@ -319,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "build":
             return cmd_build(args, rest)
+        if args.cmd == "train":
+            from trainer.cli import cmd_train
+
+            return cmd_train(args)
         if args.cmd == "catalog":
             return cmd_catalog(args)
         if args.cmd == "templates":

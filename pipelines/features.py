@@ -1,52 +1,93 @@
-"""The packed output layout as declared in schemas/packed_encdec.features.json, for each writer."""
+"""The packed output layouts as declared in schemas/packed_{encdec,decoder}.features.json, for each writer
+and reader.
+
+The declarations here are constants (Beam workers never read the schemas/ directory); a test checks
+that they equal the files in schemas/. A feature's length is the manifest's `sequence_length` entry its
+shape names: `inputs_length` -> sequence_length["inputs"], `targets_length` -> sequence_length["targets"].
+
+    >>> feature_lengths("decoder", {"targets": 2560})
+    {'targets': 2560, 'targets_segment_ids': 2560, 'targets_positions': 2560, 'loss_mask': 2560}
+"""
 from __future__ import annotations
 
 import functools
 import json
+from typing import Mapping
 
 import pyarrow as pa
 
 from pipelines import resources
-from pipelines.packing import FEATURES, PackedRow
+from pipelines.packing import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUT_FEATURES, LAYOUTS, PackedRow
 from pipelines.tf_example import serialize_example
 
-LAYOUT_ENCDEC = "encdec"
-FEATURE_SPEC_FILE = {LAYOUT_ENCDEC: "packed_encdec.features.json"}
+FEATURE_SPEC_FILE = {LAYOUT_ENCDEC: "packed_encdec.features.json", LAYOUT_DECODER: "packed_decoder.features.json"}
+TEXT_EXPORT_SCHEMA_FILE = "text_export.schema.json"
+
+
+def _check(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    return layout
 
 
 @functools.lru_cache(maxsize=None)
 def feature_spec(layout: str = LAYOUT_ENCDEC) -> dict:
-    return json.loads((resources.schemas_dir() / FEATURE_SPEC_FILE[layout]).read_text(encoding="utf-8"))
+    """The layout's declaration from schemas/ (launcher and tests only)."""
+    return json.loads((resources.schemas_dir() / FEATURE_SPEC_FILE[_check(layout)]).read_text(encoding="utf-8"))
 
 
-def arrow_schema() -> pa.Schema:
+def feature_spec_path(layout: str) -> str:
+    """The declaration a manifest names, relative to the project: `schemas/packed_<layout>.features.json`."""
+    return "schemas/" + FEATURE_SPEC_FILE[_check(layout)]
+
+
+def int_features(layout: str = LAYOUT_ENCDEC) -> tuple[str, ...]:
+    """The int32 features of a row, in declaration order (provenance comes after them)."""
+    return LAYOUT_FEATURES[_check(layout)]
+
+
+def length_key(feature: str) -> str:
+    """The `sequence_length` entry that sizes a feature: inputs* -> "inputs", everything else "targets"."""
+    return "inputs" if feature.startswith("inputs") else "targets"
+
+
+def feature_lengths(layout: str, sequence_length: Mapping[str, int]) -> dict[str, int]:
+    return {name: int(sequence_length[length_key(name)]) for name in int_features(layout)}
+
+
+def arrow_schema(layout: str = LAYOUT_ENCDEC) -> pa.Schema:
     """Declared, never inferred from data (so an empty shard has the same schema as a full one)."""
-    fields = [pa.field(name, pa.list_(pa.int32()), nullable=False) for name in FEATURES]
+    fields = [pa.field(name, pa.list_(pa.int32()), nullable=False) for name in int_features(layout)]
     fields.append(pa.field("provenance", pa.list_(pa.string()), nullable=False))
-    return pa.schema(fields, metadata={"flanmix.layout": LAYOUT_ENCDEC})
+    return pa.schema(fields, metadata={"flanmix.layout": layout})
 
 
 def to_tf_example(row: PackedRow) -> bytes:
     return serialize_example(
-        {name: row.arrays[name] for name in FEATURES},
+        dict(row.arrays),
         {"provenance": [p.encode("utf-8") for p in row.provenance]},
     )
 
 
-def to_arrow_table(rows: list[PackedRow]) -> pa.Table:
-    columns = {name: [r.arrays[name] for r in rows] for name in FEATURES}
-    arrays = [pa.array(columns[name], type=pa.list_(pa.int32())) for name in FEATURES]
+def to_arrow_table(rows: list[PackedRow], layout: str = LAYOUT_ENCDEC) -> pa.Table:
+    names = int_features(layout)
+    arrays = [pa.array([r.arrays[name] for r in rows], type=pa.list_(pa.int32())) for name in names]
     arrays.append(pa.array([list(r.provenance) for r in rows], type=pa.list_(pa.string())))
-    return pa.Table.from_arrays(arrays, schema=arrow_schema())
+    return pa.Table.from_arrays(arrays, schema=arrow_schema(layout))
+
+
+def feature_description(layout: str, sequence_length: Mapping[str, int]):
+    """`feature_description` for `tf.io.parse_single_example` on a layout's TFRecords (imports TF).
+
+    Every int feature is `FixedLenFeature([length], tf.int64)` (TFRecord stores int64; cast to int32
+    after parsing); provenance is `VarLenFeature(tf.string)`, one entry per segment."""
+    import tensorflow as tf
+
+    desc = {name: tf.io.FixedLenFeature([length], tf.int64) for name, length in feature_lengths(layout, sequence_length).items()}
+    desc["provenance"] = tf.io.VarLenFeature(tf.string)
+    return desc
 
 
 def tf_feature_description(inputs_length: int, targets_length: int):
-    """`feature_description` for `tf.io.parse_single_example` on our TFRecords (imports TF)."""
-    import tensorflow as tf
-
-    desc = {}
-    for name in FEATURES:
-        length = inputs_length if name.startswith("inputs") else targets_length
-        desc[name] = tf.io.FixedLenFeature([length], tf.int64)
-    desc["provenance"] = tf.io.VarLenFeature(tf.string)
-    return desc
+    """`feature_description` of the encdec layout (see `feature_description` for any layout)."""
+    return feature_description(LAYOUT_ENCDEC, {"inputs": inputs_length, "targets": targets_length})

@@ -8,6 +8,7 @@ from collections import defaultdict
 from apache_beam.io.filesystems import FileSystems
 
 import pipelines
+from pipelines import features
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable
 from pipelines.stats import Report
@@ -80,6 +81,38 @@ def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datase
     }
 
 
+def output_description(plan: BuildPlan) -> dict:
+    """format, layout, the declaration of the rows and the lengths that size them.
+
+    packed encdec:  layout "encdec", schemas/packed_encdec.features.json, {"inputs": I, "targets": T}
+    packed decoder: layout "decoder", schemas/packed_decoder.features.json, {"targets": decoder_length}
+    jsonl:          layout "text", schemas/text_export.schema.json, no sequence_length (nothing is cut)
+    """
+    if plan.output_format == "jsonl":
+        return {"format": "jsonl", "layout": "text", "feature_spec": "schemas/" + features.TEXT_EXPORT_SCHEMA_FILE,
+                "sequence_length": None}
+    if plan.layout == "decoder":
+        lengths = {"targets": plan.decoder_length}
+    else:
+        lengths = {"inputs": plan.inputs_length, "targets": plan.targets_length}
+    return {"format": plan.output_format, "layout": plan.layout, "feature_spec": features.feature_spec_path(plan.layout),
+            "sequence_length": lengths}
+
+
+def packing_efficiency(plan: BuildPlan, c: dict) -> dict | None:
+    """Non-pad tokens / slots per packed sequence; for decoder rows also the share of slots with loss."""
+    if plan.output_format == "jsonl":
+        return None
+    rows = c.get(("rows",), 0)
+    if plan.layout == "decoder":
+        slots = rows * plan.decoder_length
+        return {"targets": _ratio(c.get(("targets_nonpad",), 0), slots), "loss": _ratio(c.get(("loss_tokens",), 0), slots)}
+    return {
+        "inputs": _ratio(c.get(("inputs_nonpad",), 0), rows * plan.inputs_length),
+        "targets": _ratio(c.get(("targets_nonpad",), 0), rows * plan.targets_length),
+    }
+
+
 def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None = None) -> dict:
     c = report.counts
     datasets = {}
@@ -98,7 +131,6 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
             "dead_letter": dict(sorted(dead_by_dataset.get(name, {}).items())),
         }
     rows = c.get(("rows",), 0)
-    in_nonpad, tg_nonpad = c.get(("inputs_nonpad",), 0), c.get(("targets_nonpad",), 0)
     data_files = [f for f in report.files if not f.path.startswith("dead_letter/")]
     dead_files = [f for f in report.files if f.path.startswith("dead_letter/")]
     mixing = mixing_section(plan, report, table, datasets) if table is not None else None
@@ -109,19 +141,14 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
         "mixture": plan.mixture,
         "split": plan.split,
         "seed": plan.seed,
-        "layout": plan.layout,
-        "feature_spec": "schemas/packed_encdec.features.json",
-        "sequence_length": {"inputs": plan.inputs_length, "targets": plan.targets_length},
+        **output_description(plan),
         "overlong_policy": plan.overlong,
         "vocabulary": {"path": plan.vocab_path, "sha256": plan.vocab_sha256, "vocab_size": plan.vocab_size,
                        "pad_id": 0, "eos_id": 1},
         "num_shards": plan.num_shards,
         "num_rows": rows,
         "num_examples": sum(d["examples"] for d in datasets.values()),
-        "packing_efficiency": {
-            "inputs": _ratio(in_nonpad, rows * plan.inputs_length),
-            "targets": _ratio(tg_nonpad, rows * plan.targets_length),
-        },
+        "packing_efficiency": packing_efficiency(plan, c),
         "datasets": datasets,
         "templates_used": {k[1]: v for k, v in sorted(c.items()) if k[0] == "template"},
         "dead_letter": {

@@ -1,27 +1,55 @@
-"""Pack tokenized examples into fixed-length encoder-decoder rows (the layout of schemas/packed_encdec).
+"""Pack tokenized examples into fixed-length rows: streaming best-fit decreasing over a bounded buffer.
 
-Worked example, lengths inputs=8 / targets=4, examples A=(in [71, 9, 1], tg [5, 1]) and
+Two layouts (schemas/packed_encdec.features.json, schemas/packed_decoder.features.json).
+
+encdec, lengths inputs=8 / targets=4, examples A=(in [71, 9, 1], tg [5, 1]) and
 B=(in [30, 22, 14, 1], tg [17, 1]):
 
     inputs              71  9  1 30 22 14  1  0      targets              5  1 17  1
     inputs_segment_ids   1  1  1  2  2  2  2  0      targets_segment_ids  1  1  2  2
     inputs_positions     0  1  2  0  1  2  3  0      targets_positions    0  1  0  1
 
-An example goes into the first open row where both its inputs and its targets fit; when none fits
-and `max_open_rows` rows are open, the fullest row is closed. The order of the input decides the
-output, so callers pass examples in a deterministic order.
+decoder, length 12, the same examples (each example's inputs then its targets; loss on targets only):
+
+    targets              71  9  1  5  1 30 22 14  1 17  1  0
+    targets_segment_ids   1  1  1  1  1  2  2  2  2  2  2  0
+    targets_positions     0  1  2  3  4  0  1  2  3  4  5  0
+    loss_mask             0  0  0  1  1  0  0  0  0  1  1  0
+
+The packer (`pack_bins`) reads examples into a buffer of `buffer_size`; when it is full it places the
+buffered examples, largest first (by the sum of their budget fractions), each into the open row where
+it fits every budget at once (inputs and targets for encdec, the one length for decoder) with the least
+room left afterwards, opening a row when none fits. After each buffer, rows that no example seen so far
+could enter are emitted, and if more than `max_open_rows` are still open the fullest are emitted. It
+holds at most `buffer_size` buffered examples plus `max_open_rows` open rows, whatever the corpus
+size. Within a row, segments keep arrival order; rows are emitted in the order they were opened. The
+output is a pure function of the input order, which the Pack stage fixes with a keyed hash.
+
+No example crosses a row: an example over the budget is refused here (`ValueError`); the Tokenize
+stage applies the counted overlong policy first (`fit_to_length`, `fit_decoder`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
+
+LAYOUT_ENCDEC = "encdec"
+LAYOUT_DECODER = "decoder"
+LAYOUTS = (LAYOUT_ENCDEC, LAYOUT_DECODER)
 
 FEATURES = (
     "inputs", "inputs_segment_ids", "inputs_positions",
     "targets", "targets_segment_ids", "targets_positions",
 )
+DECODER_FEATURES = ("targets", "targets_segment_ids", "targets_positions", "loss_mask")
+LAYOUT_FEATURES = {LAYOUT_ENCDEC: FEATURES, LAYOUT_DECODER: DECODER_FEATURES}
+
+DEFAULT_BUFFER_SIZE = 10_000
+DEFAULT_MAX_OPEN_ROWS = 1_024
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,13 +57,6 @@ class TokenizedExample:
     inputs: np.ndarray  # int32, ends with EOS
     targets: np.ndarray  # int32, ends with EOS
     provenance: str  # "dataset|template_id|row_id"
-
-
-@dataclass
-class _OpenRow:
-    examples: list = field(default_factory=list)
-    inputs_used: int = 0
-    targets_used: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,56 +67,193 @@ class PackedRow:
     provenance: tuple[str, ...]
 
 
-def _materialize(row: _OpenRow, inputs_length: int, targets_length: int) -> PackedRow:
+# --- the bin packer ------------------------------------------------------------------------------
+
+def pack_bins(
+    items: Iterable[T],
+    size: Callable[[T], Sequence[int]],
+    capacity: Sequence[int],
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+) -> Iterator[list[T]]:
+    """Group `items` into bins whose summed sizes stay within `capacity` in every dimension.
+
+    >>> [b for b in pack_bins([5, 2, 4, 3, 6], lambda n: (n,), (8,))]
+    [[2, 6], [5, 3], [4]]
+
+    Each bin lists its items in arrival order. Deterministic: ties go to the earlier item / bin.
+    """
+    if buffer_size < 1 or max_open_rows < 0:
+        raise ValueError(f"buffer_size must be >= 1 and max_open_rows >= 0 (got {buffer_size}, {max_open_rows})")
+    cap = np.asarray(capacity, np.int64)
+    dims = len(cap)
+    weight = 1.0 / cap
+    slots = max_open_rows + buffer_size  # open bins never exceed this
+    residual = np.empty((slots, dims), np.int64)
+    slack = np.empty(slots, np.float64)  # normalized room left, the best-fit score
+    born = np.empty(slots, np.int64)  # bin creation counter, the emission order
+    contents: list[list[tuple[int, T]]] = []
+    state = {"open": 0, "made": 0, "seen": 0}
+    min_size = np.full(dims, np.iinfo(np.int64).max, np.int64)
+
+    def place(buffer: list[tuple[int, T, np.ndarray]]) -> None:
+        sizes = np.stack([s for _, _, s in buffer])
+        frac = sizes * weight
+        # Largest first (total of the budget fractions, then the largest fraction); arrival breaks ties.
+        order = np.lexsort((np.arange(len(buffer)), -frac.max(axis=1), -frac.sum(axis=1)))
+        for k in order:
+            seq, item, s = buffer[k]
+            n = state["open"]
+            r = residual[:n]
+            fits = np.all(r >= s, axis=1) if dims > 1 else r[:, 0] >= s[0]
+            if fits.any():
+                j = int(np.argmin(np.where(fits, slack[:n], np.inf)))
+            else:
+                j = n
+                residual[j] = cap
+                slack[j] = float(dims)
+                born[j] = state["made"]
+                state["made"] += 1
+                state["open"] += 1
+                contents.append([])
+            residual[j] -= s
+            slack[j] -= float(frac[k].sum())
+            contents[j].append((seq, item))
+
+    def close(mask: np.ndarray) -> list[list[T]]:
+        n = state["open"]
+        keep = np.flatnonzero(~mask[:n])
+        gone = np.flatnonzero(mask[:n])
+        out = [[item for _, item in sorted(contents[j], key=lambda p: p[0])] for j in gone[np.argsort(born[gone])]]
+        residual[: len(keep)] = residual[keep]
+        slack[: len(keep)] = slack[keep]
+        born[: len(keep)] = born[keep]
+        contents[:] = [contents[j] for j in keep]
+        state["open"] = len(keep)
+        return out
+
+    def settle() -> list[list[T]]:
+        n = state["open"]
+        dead = np.any(residual[:n] < min_size, axis=1)  # no example seen so far would fit
+        closed = close(dead)
+        n = state["open"]
+        if n > max_open_rows:
+            fullest = np.lexsort((born[:n], slack[:n]))[: n - max_open_rows]
+            mask = np.zeros(n, bool)
+            mask[fullest] = True
+            closed += close(mask)  # dead rows first, then the fullest, each group by age
+        return closed
+
+    buffer: list[tuple[int, T, np.ndarray]] = []
+    for item in items:
+        s = np.asarray(size(item), np.int64)
+        if s.shape != (dims,) or np.any(s > cap) or np.any(s < 1):
+            raise ValueError(f"item of size {s.tolist()} does not fit a row of {cap.tolist()}")
+        np.minimum(min_size, s, out=min_size)
+        buffer.append((state["seen"], item, s))
+        state["seen"] += 1
+        if len(buffer) >= buffer_size:
+            place(buffer)
+            buffer = []
+            yield from settle()
+    if buffer:
+        place(buffer)
+    yield from close(np.ones(state["open"], bool))
+
+
+# --- encoder-decoder rows ------------------------------------------------------------------------
+
+def _fill(length: int, pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tokens = np.zeros(length, np.int32)
+    segments = np.zeros(length, np.int32)
+    positions = np.zeros(length, np.int32)
+    offset = 0
+    for seg, ids in enumerate(pieces, start=1):
+        n = len(ids)
+        tokens[offset:offset + n] = ids
+        segments[offset:offset + n] = seg
+        positions[offset:offset + n] = np.arange(n, dtype=np.int32)
+        offset += n
+    return tokens, segments, positions
+
+
+def _encdec_row(examples: list[TokenizedExample], inputs_length: int, targets_length: int) -> PackedRow:
     arrays = {}
     for side, length in (("inputs", inputs_length), ("targets", targets_length)):
-        tokens = np.zeros(length, np.int32)
-        segments = np.zeros(length, np.int32)
-        positions = np.zeros(length, np.int32)
-        offset = 0
-        for seg, ex in enumerate(row.examples, start=1):
-            ids = getattr(ex, side)
-            n = len(ids)
-            tokens[offset:offset + n] = ids
-            segments[offset:offset + n] = seg
-            positions[offset:offset + n] = np.arange(n, dtype=np.int32)
-            offset += n
+        tokens, segments, positions = _fill(length, [getattr(ex, side) for ex in examples])
         arrays[side] = tokens
         arrays[f"{side}_segment_ids"] = segments
         arrays[f"{side}_positions"] = positions
-    return PackedRow(arrays, tuple(ex.provenance for ex in row.examples))
+    return PackedRow(arrays, tuple(ex.provenance for ex in examples))
 
 
 def pack_examples(
     examples: Iterable[TokenizedExample],
     inputs_length: int,
     targets_length: int,
-    max_open_rows: int = 8,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
 ) -> Iterator[PackedRow]:
-    """Yield packed rows; every example must already fit its budget (see `fit_to_length`)."""
-    open_rows: list[_OpenRow] = []
-    for ex in examples:
+    """Yield encoder-decoder rows; every example must already fit its budget (see `fit_to_length`)."""
+    def size(ex: TokenizedExample) -> tuple[int, int]:
         n_in, n_tg = len(ex.inputs), len(ex.targets)
         if n_in > inputs_length or n_tg > targets_length:
             raise ValueError(f"{ex.provenance}: example of {n_in}/{n_tg} tokens exceeds {inputs_length}/{targets_length}")
-        for row in open_rows:
-            if row.inputs_used + n_in <= inputs_length and row.targets_used + n_tg <= targets_length:
-                break
-        else:
-            if len(open_rows) >= max_open_rows:
-                fullest = max(
-                    range(len(open_rows)),
-                    key=lambda i: open_rows[i].inputs_used / inputs_length + open_rows[i].targets_used / targets_length,
-                )
-                yield _materialize(open_rows.pop(fullest), inputs_length, targets_length)
-            row = _OpenRow()
-            open_rows.append(row)
-        row.examples.append(ex)
-        row.inputs_used += n_in
-        row.targets_used += n_tg
-    for row in open_rows:
-        yield _materialize(row, inputs_length, targets_length)
+        return n_in, n_tg
 
+    for group in pack_bins(examples, size, (inputs_length, targets_length), buffer_size, max_open_rows):
+        yield _encdec_row(group, inputs_length, targets_length)
+
+
+# --- decoder-only rows ---------------------------------------------------------------------------
+
+def _decoder_row(examples: list[TokenizedExample], length: int) -> PackedRow:
+    tokens, segments, positions = _fill(length, [np.concatenate([ex.inputs, ex.targets]) for ex in examples])
+    loss = np.zeros(length, np.int32)
+    offset = 0
+    for ex in examples:
+        offset += len(ex.inputs)
+        loss[offset:offset + len(ex.targets)] = 1
+        offset += len(ex.targets)
+    arrays = {"targets": tokens, "targets_segment_ids": segments, "targets_positions": positions, "loss_mask": loss}
+    return PackedRow(arrays, tuple(ex.provenance for ex in examples))
+
+
+def pack_decoder_examples(
+    examples: Iterable[TokenizedExample],
+    length: int,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+) -> Iterator[PackedRow]:
+    """Yield decoder-only rows of `length`: each example is its inputs then its targets (see `fit_decoder`)."""
+    def size(ex: TokenizedExample) -> tuple[int]:
+        n = len(ex.inputs) + len(ex.targets)
+        if n > length:
+            raise ValueError(f"{ex.provenance}: example of {len(ex.inputs)}+{len(ex.targets)} tokens exceeds {length}")
+        return (n,)
+
+    for group in pack_bins(examples, size, (length,), buffer_size, max_open_rows):
+        yield _decoder_row(group, length)
+
+
+def pack_layout(
+    examples: Iterable[TokenizedExample],
+    layout: str,
+    inputs_length: int,
+    targets_length: int,
+    decoder_length: int = 0,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+) -> Iterator[PackedRow]:
+    """`pack_examples` or `pack_decoder_examples`, by layout name."""
+    if layout == LAYOUT_ENCDEC:
+        return pack_examples(examples, inputs_length, targets_length, max_open_rows, buffer_size)
+    if layout == LAYOUT_DECODER:
+        return pack_decoder_examples(examples, decoder_length, max_open_rows, buffer_size)
+    raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
+
+
+# --- the overlong policy -------------------------------------------------------------------------
 
 def fit_to_length(ids: Sequence[int], length: int, eos_id: int = 1) -> tuple[np.ndarray, bool]:
     """Append EOS, truncating to `length` (keep the beginning, end with EOS) like seqio's
@@ -106,9 +264,62 @@ def fit_to_length(ids: Sequence[int], length: int, eos_id: int = 1) -> tuple[np.
     return np.asarray(body, np.int32), truncated
 
 
+def fit_decoder(input_ids: Sequence[int], target_ids: Sequence[int], length: int, eos_id: int = 1
+                ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Append EOS to both sides so that together they fit `length` (the decoder row).
+
+    When they do not fit, the inputs give way first (keep their beginning, end with EOS) but keep at
+    least half the row, or all of themselves if shorter; the targets get the rest, cut the same way.
+
+    >>> [a.tolist() for a in fit_decoder([5, 6, 7, 8, 9], [3, 4], 6)[:2]]
+    [[5, 6, 1], [3, 4, 1]]
+    >>> [a.tolist() for a in fit_decoder([5, 6], [3, 4, 8, 9, 10, 11], 6)[:2]]
+    [[5, 6, 1], [3, 4, 1]]
+    """
+    if length < 2:
+        raise ValueError(f"a decoder row needs room for two EOS tokens (length {length})")
+    need_in, need_tg = len(input_ids) + 1, len(target_ids) + 1
+    if need_in + need_tg <= length:
+        keep_in, keep_tg = need_in, need_tg
+    else:
+        keep_in = max(length - need_tg, min(need_in, length // 2))
+        keep_tg = length - keep_in
+    inputs, cut_in = fit_to_length(input_ids, keep_in, eos_id)
+    targets, cut_tg = fit_to_length(target_ids, keep_tg, eos_id)
+    return inputs, targets, cut_in or cut_tg
+
+
+def fit_example(
+    input_ids: Sequence[int],
+    target_ids: Sequence[int],
+    layout: str,
+    inputs_length: int,
+    targets_length: int,
+    decoder_length: int = 0,
+    eos_id: int = 1,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Apply the layout's budget: per side for encdec (`fit_to_length`), combined for decoder (`fit_decoder`).
+    Returns (inputs, targets, was_truncated)."""
+    if layout == LAYOUT_DECODER:
+        return fit_decoder(input_ids, target_ids, decoder_length, eos_id)
+    inputs, cut_in = fit_to_length(input_ids, inputs_length, eos_id)
+    targets, cut_tg = fit_to_length(target_ids, targets_length, eos_id)
+    return inputs, targets, cut_in or cut_tg
+
+
+# --- reading rows back ---------------------------------------------------------------------------
+
 def unpack_row(arrays: dict) -> list[tuple[list[int], list[int]]]:
-    """Inverse of packing for one row: the (inputs, targets) ids of each segment, in order."""
+    """Inverse of packing for one row of either layout: the (inputs, targets) ids of each segment."""
     out = []
+    if "loss_mask" in arrays:  # decoder layout
+        tokens = np.asarray(arrays["targets"])
+        seg = np.asarray(arrays["targets_segment_ids"])
+        loss = np.asarray(arrays["loss_mask"])
+        for s in range(1, int(seg.max(initial=0)) + 1):
+            here = seg == s
+            out.append((tokens[here & (loss == 0)].tolist(), tokens[here & (loss == 1)].tolist()))
+        return out
     in_seg = np.asarray(arrays["inputs_segment_ids"])
     tg_seg = np.asarray(arrays["targets_segment_ids"])
     for seg in range(1, int(max(in_seg.max(initial=0), tg_seg.max(initial=0))) + 1):

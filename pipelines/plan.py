@@ -12,14 +12,17 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from pipelines.catalog import Catalog, DatasetEntry
-from pipelines.errors import CatalogError, LoaderError, TemplateError
+from pipelines.errors import CatalogError, FlanmixError, LoaderError, TemplateError
 from pipelines.lint import lint_static
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.mixtures import FewShotConfig, Mixture, resolve_datasets
+from pipelines.packing import DEFAULT_BUFFER_SIZE, LAYOUTS
 from pipelines.templates import Template, TemplateFamily, bind_templates
 from pipelines.vocab import Vocabulary
 
-SOURCE_BYTES_PER_OUTPUT_SHARD = 256 * 1024 * 1024
+# One output shard per 64 MiB of source: ~60k Flan-like examples, a ~100 MB TFRecord shard, and what
+# one worker holds while packing and writing a shard (~12 KB per example; benchmarks/scale.py).
+SOURCE_BYTES_PER_OUTPUT_SHARD = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class BuildPlan:
     pool_size: int = 0  # exemplar candidates kept per task; 0 when no few-shot setting is wanted
     few_shot: FewShotConfig = FewShotConfig()
     skipped: tuple[tuple[str, str], ...] = ()  # (dataset, reason) of sources that could not be loaded
+    decoder_length: int = 0  # layout "decoder": the row length (make_plan: inputs_length + targets_length)
+    output_format: str = "packed"  # "packed": TFRecord + Parquet rows; "jsonl": rendered text, unpacked
+    pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -74,7 +80,12 @@ def make_plan(
     overlong: str | None = None,
     target_examples: int | None = None,
     strict: bool = False,
+    layout: str = "encdec",
+    decoder_length: int | None = None,
+    output_format: str = "packed",
+    pack_buffer: int | None = None,
 ) -> BuildPlan:
+    _check_output_options(layout, output_format, decoder_length, pack_buffer)
     entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)
     if problems:
@@ -97,7 +108,7 @@ def make_plan(
             + "\n  ".join(f"{n}: {r}" for n, r in skipped)
         )
     if num_shards is None:
-        # A function of the inputs only (never of workers): one output shard per 256 MiB of source.
+        # A function of the inputs only (never of workers): one output shard per 64 MiB of source.
         num_shards = max(1, math.ceil(sum(s.size_bytes for s in sources) / SOURCE_BYTES_PER_OUTPUT_SHARD))
     used_families = sorted({f for e in entries for f in e.templates})
     return BuildPlan(
@@ -124,7 +135,26 @@ def make_plan(
         pool_size=mixture.few_shot.pool_size if wants_few_shot(mixture) else 0,
         few_shot=mixture.few_shot,
         skipped=tuple(skipped),
+        layout=layout,
+        decoder_length=(decoder_length or (inputs_length or mixture.inputs_length) + (targets_length or mixture.targets_length))
+        if layout == "decoder" else 0,
+        output_format=output_format,
+        pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
     )
+
+
+OUTPUT_FORMATS = ("packed", "jsonl")
+
+
+def _check_output_options(layout: str, output_format: str, decoder_length: int | None, pack_buffer: int | None) -> None:
+    if layout not in LAYOUTS:
+        raise FlanmixError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
+    if output_format not in OUTPUT_FORMATS:
+        raise FlanmixError(f"unknown output format {output_format!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    if decoder_length is not None and (layout != "decoder" or decoder_length < 2):
+        raise FlanmixError(f"decoder_length {decoder_length} needs layout 'decoder' and at least 2 tokens")
+    if pack_buffer is not None and pack_buffer < 1:
+        raise FlanmixError(f"pack_buffer must be at least 1 (got {pack_buffer})")
 
 
 def wants_few_shot(mixture: Mixture) -> bool:

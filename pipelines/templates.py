@@ -37,6 +37,7 @@ from pipelines.errors import RenderError, TemplateError
 from pipelines.schema_check import validate
 
 CHOICE_SEPARATOR = "|||"
+RAW = "raw"  # the whole row, for fields whose names are not identifiers: raw['label-coarse']
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,30 @@ class TemplateFamily:
     content_sha256: str
 
 
+class DroppedRow(Exception):
+    """Raised by `drop(reason)` inside a template or template_vars expression."""
+
+
+def _drop(reason: str = "dropped by a template_vars filter"):
+    raise DroppedRow(str(reason))
+
+
+def _promptsource_part(text: str, index: int) -> str:
+    """Part `index` of a rendered promptsource template split at `|||` ('' when it has none)."""
+    parts = str(text).split(CHOICE_SEPARATOR)
+    return parts[index] if len(parts) > index else ""
+
+
 def make_environment() -> jinja2.Environment:
-    return ImmutableSandboxedEnvironment(
+    """The sandbox. Besides Jinja's own: the global `drop(reason)` sends the row to the dead-letter
+    output with that reason (the catalog's way to filter rows, e.g. SNLI items without a gold label);
+    the filter `promptsource_part(i)` keeps part i of a text split at `|||` (imported templates)."""
+    env = ImmutableSandboxedEnvironment(
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
     )
+    env.globals["drop"] = _drop
+    env.filters["promptsource_part"] = _promptsource_part
+    return env
 
 
 def load_family(path: Path) -> TemplateFamily:
@@ -131,20 +152,38 @@ class CompiledTemplate:
     variables: tuple[tuple[str, Any], ...] = ()  # (name, compiled expression)
 
 
-def _parse(env: jinja2.Environment, source: str, template: Template, part: str) -> jinja2.nodes.Template:
-    try:
-        return env.parse(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(
-            f"{template.source_path}: template {template.id!r} ({part}) does not parse: {exc.message} (line {exc.lineno})"
-        ) from None
+@functools.lru_cache(maxsize=16384)
+def _source_refs(source: str) -> frozenset:
+    return frozenset(meta.find_undeclared_variables(_default_env().parse(source)))
+
+
+def _refs(env: jinja2.Environment | None, source: str) -> set[str]:
+    """Undeclared names of a template source; parses once per distinct source with the default env."""
+    if env is None:
+        return set(_source_refs(source))
+    return meta.find_undeclared_variables(env.parse(source))
+
+
+def referenced_fields(template: Template, env: jinja2.Environment | None = None) -> dict[str, set[str]]:
+    """Variables each part reads from the row (parsing raises TemplateError naming file and id)."""
+    parts = {"inputs": template.inputs, "targets": template.targets}
+    if template.answer_choices is not None:
+        parts["answer_choices"] = template.answer_choices
+    out = {}
+    for part, src in parts.items():
+        try:
+            out[part] = _refs(env, src)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{template.source_path}: template {template.id!r} ({part}) does not parse: {exc.message} (line {exc.lineno})"
+            ) from None
+    return out
 
 
 def expression_references(expression: str, env: jinja2.Environment | None = None) -> set[str]:
     """Names a Jinja expression reads; TemplateError (without a file name) if it does not parse."""
-    env = env or _default_env()
     try:
-        return meta.find_undeclared_variables(env.parse("{{ (" + expression + "\n) }}"))
+        return _refs(env, "{{ (" + expression + "\n) }}")
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"expression {expression!r} does not parse: {exc.message}") from None
 
@@ -158,15 +197,6 @@ def variable_references(template: Template, env: jinja2.Environment | None = Non
         except TemplateError as exc:
             raise TemplateError(f"template_vars.{name} (bound to template {template.id!r}): {exc}") from None
     return out
-
-
-def referenced_fields(template: Template, env: jinja2.Environment | None = None) -> dict[str, set[str]]:
-    """Variables each part reads from the row (parsing raises TemplateError naming file and id)."""
-    env = env or make_environment()
-    parts = {"inputs": template.inputs, "targets": template.targets}
-    if template.answer_choices is not None:
-        parts["answer_choices"] = template.answer_choices
-    return {part: meta.find_undeclared_variables(_parse(env, src, template, part)) for part, src in parts.items()}
 
 
 _DEFAULT_ENV: jinja2.Environment | None = None
@@ -191,9 +221,8 @@ def _default_env() -> jinja2.Environment:
 
 def compile_template(template: Template, env: jinja2.Environment | None = None) -> CompiledTemplate:
     """Compile once, render many rows. Without `env`, compiled strings are cached and shared."""
-    check_env = env or _default_env()
-    referenced_fields(template, check_env)  # parse errors surface with file and id
-    variable_references(template, check_env)
+    referenced_fields(template, env)  # parse errors surface with file and id
+    variable_references(template, env)
     if env is None:
         string, expression = _cached_string, _cached_expression
     else:
@@ -211,6 +240,7 @@ def render_with_choices(compiled: CompiledTemplate, fields: Mapping[str, Any]) -
     """(inputs, targets, answer choices or None). Raises RenderError (a dead-letter reason) on any
     failure, an empty result, or, for a template with answer_choices, a target that is not a choice."""
     context = dict(fields)
+    context.setdefault(RAW, fields)
     tid = compiled.template.id
     try:
         for name, expression in compiled.variables:
@@ -225,6 +255,8 @@ def render_with_choices(compiled: CompiledTemplate, fields: Mapping[str, Any]) -
             context["answer_choices"] = choices
         inputs = compiled.inputs.render(context).strip()
         targets = compiled.targets.render(context).strip()
+    except DroppedRow as exc:
+        raise RenderError(f"template {tid}: row dropped: {exc}") from None
     except jinja2.UndefinedError as exc:
         raise RenderError(f"template {tid}: {exc.message}") from None
     except jinja2.exceptions.SecurityError as exc:

@@ -7,6 +7,7 @@ lists, not single rows. Every row ends in the corpus or in the dead-letter outpu
 """
 from __future__ import annotations
 
+import heapq
 import json
 from collections import Counter
 from typing import Iterable, Iterator
@@ -15,12 +16,12 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import sampling, writers
+from pipelines import sampling, spill, writers
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import keyed_choice, keyed_hash
 from pipelines.loaders import SourceShard, get_loader
-from pipelines.packing import TokenizedExample, fit_to_length, pack_examples
+from pipelines.packing import LAYOUT_DECODER, TokenizedExample, fit_example, pack_layout
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable
 from pipelines.stats import Report
@@ -129,6 +130,7 @@ class RenderBatchFn(beam.DoFn):
                     shots.append(ex_in + plan.few_shot.target_separator + ex_tg)
                 out.append((variant.template.id, key, variant.setting, inputs, targets, tuple(shots)))
         self.rendered.inc(len(out))
+        Metrics.counter(NAMESPACE, f"rendered/{dataset}").inc(len(out))  # per-dataset progress
         if counts:
             yield beam.pvalue.TaggedOutput(STATS, Report(dict(counts)))
         if out:
@@ -198,11 +200,13 @@ class TokenizeBatchFn(beam.DoFn):
                 if k == 0:
                     setting = "zs_" + setting.split("_")[1]  # nothing fits beside the query
                     counts[("fewshot_fell_back_to_zero_shot", dataset)] += 1
-            inputs, cut_in = fit_to_length(input_ids, plan.inputs_length)
-            targets, cut_tg = fit_to_length(ids[n + i], plan.targets_length)
-            if cut_in or cut_tg:
+            inputs, targets, cut = fit_example(input_ids, ids[n + i], plan.layout, plan.inputs_length,
+                                               plan.targets_length, plan.decoder_length)
+            if cut:
                 if plan.overlong == "drop":
-                    reason = f"overlong: {len(input_ids) + 1} inputs / {len(ids[n + i]) + 1} targets tokens > {plan.inputs_length}/{plan.targets_length}"
+                    budget = (f"{plan.decoder_length} (decoder)" if plan.layout == LAYOUT_DECODER
+                              else f"{plan.inputs_length}/{plan.targets_length}")
+                    reason = f"overlong: {len(input_ids) + 1} inputs / {len(ids[n + i]) + 1} targets tokens > {budget}"
                     yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "tokenize", reason))
                     continue
                 counts[("truncated", dataset)] += 1
@@ -235,12 +239,24 @@ def _all_shards(pipeline_root, count: int, label: str):
     return pipeline_root | label >> beam.Create([(i, None) for i in range(count)])
 
 
+def shard_order_key(item) -> tuple:
+    """(order hash, provenance): a total order of a shard's items."""
+    return item[0], item[3]
+
+
 def order_shard(batches: Iterable) -> list[TokenizedExample]:
-    """The deterministic order of one shard's examples, whatever order the batches arrived in."""
-    items = [item for batch in batches if batch is not None for item in batch]
-    items.sort(key=lambda it: (it[0], it[3]))
+    """The deterministic order of one shard's examples, whatever order the batches arrived in.
+    A batch is a list of items or a `spill.Run` (items spilled to a sorted file, merged here)."""
+    items, runs = [], []
+    for batch in batches:
+        if isinstance(batch, spill.Run):
+            runs.append(batch)
+        elif batch is not None:
+            items.extend(batch)
+    items.sort(key=shard_order_key)
+    merged = heapq.merge(items, spill.merge_runs(runs, shard_order_key), key=shard_order_key) if runs else items
     return [
-        TokenizedExample(np.frombuffer(i, np.int32), np.frombuffer(t, np.int32), p) for _, i, t, p in items
+        TokenizedExample(np.frombuffer(i, np.int32), np.frombuffer(t, np.int32), p) for _, i, t, p in merged
     ]
 
 
@@ -251,17 +267,24 @@ class PackShardFn(beam.DoFn):
     def process(self, element):
         shard, batches = element
         examples = order_shard(batches)
-        rows = list(pack_examples(examples, self.plan.inputs_length, self.plan.targets_length))
+        plan = self.plan
+        rows = list(pack_layout(examples, plan.layout, plan.inputs_length, plan.targets_length, plan.decoder_length,
+                                buffer_size=plan.pack_buffer))
         Metrics.counter(NAMESPACE, "packed_rows").inc(len(rows))
         yield shard, rows
 
 
 class Pack(beam.PTransform):
-    def __init__(self, plan: BuildPlan):
+    """`spill_dir`: spill the examples to sorted run files there (`pipelines.spill`) so the shuffle
+    carries only file references; None keeps them in the shuffle."""
+
+    def __init__(self, plan: BuildPlan, spill_dir: str | None = None):
         super().__init__()
-        self.plan = plan
+        self.plan, self.spill_dir = plan, spill_dir
 
     def expand(self, keyed_examples):
+        if self.spill_dir is not None:
+            keyed_examples = keyed_examples | "SpillRuns" >> beam.ParDo(spill.SpillRunsFn(self.spill_dir, shard_order_key))
         everyone = _all_shards(keyed_examples.pipeline, self.plan.num_shards, "AllShards")
         return (
             (keyed_examples, everyone)
@@ -273,15 +296,27 @@ class Pack(beam.PTransform):
 
 # --- WriteCorpus ---------------------------------------------------------------------------------
 
+def segment_lengths(arrays: dict, num_segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and targets tokens of each segment (index 1..n) in a row of either layout."""
+    if "loss_mask" in arrays:  # decoder: one sequence, the loss mask tells targets from inputs
+        seg, loss = arrays["targets_segment_ids"], arrays["loss_mask"]
+        tg = np.bincount(seg, weights=loss, minlength=num_segments + 1).astype(np.int64)
+        return np.bincount(seg, minlength=num_segments + 1) - tg, tg
+    return (np.bincount(arrays["inputs_segment_ids"], minlength=num_segments + 1),
+            np.bincount(arrays["targets_segment_ids"], minlength=num_segments + 1))
+
+
 def shard_report(rows, files, plan: BuildPlan) -> Report:
     counts: Counter = Counter()
     counts[("rows",)] += len(rows)
     for row in rows:
         a = row.arrays
-        counts[("inputs_nonpad",)] += int(np.count_nonzero(a["inputs_segment_ids"]))
+        in_len, tg_len = segment_lengths(a, len(row.provenance))
+        if "inputs_segment_ids" in a:
+            counts[("inputs_nonpad",)] += int(np.count_nonzero(a["inputs_segment_ids"]))
         counts[("targets_nonpad",)] += int(np.count_nonzero(a["targets_segment_ids"]))
-        in_len = np.bincount(a["inputs_segment_ids"], minlength=len(row.provenance) + 1)
-        tg_len = np.bincount(a["targets_segment_ids"], minlength=len(row.provenance) + 1)
+        if "loss_mask" in a:
+            counts[("loss_tokens",)] += int(np.count_nonzero(a["loss_mask"]))
         for seg, prov in enumerate(row.provenance, start=1):
             dataset, template_id, setting, _ = prov.split("|", 3)
             counts[("examples", dataset)] += 1
@@ -305,10 +340,14 @@ class WriteShardFn(beam.DoFn):
             writers.write_file(self.output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"),
                                writers.tfrecord_bytes(rows), len(rows)),
             writers.write_file(self.output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"),
-                               writers.parquet_bytes(rows), len(rows)),
+                               writers.parquet_bytes(rows, self.plan.layout), len(rows)),
         ]
         Metrics.counter(NAMESPACE, "written_rows").inc(len(rows))
-        yield shard_report(rows, files, self.plan)
+        report = shard_report(rows, files, self.plan)
+        for key, count in report.counts.items():  # per-dataset progress: examples written
+            if key[0] == "examples":
+                Metrics.counter(NAMESPACE, f"written/{key[1]}").inc(count)
+        yield report
 
 
 class WriteCorpus(beam.PTransform):

@@ -30,8 +30,23 @@ def shard_name(prefix: str, index: int, count: int, suffix: str) -> str:
 
 
 def _put(output_dir: str, relative: str, data: bytes) -> None:
-    with FileSystems.create(FileSystems.join(output_dir, relative)) as handle:
+    path = FileSystems.join(output_dir, relative)
+    if not data and path.startswith("s3://"):
+        _put_empty_s3(path)
+        return
+    with FileSystems.create(path) as handle:
         handle.write(data)
+
+
+def _put_empty_s3(path: str) -> None:
+    """Beam 2.77's S3 writer cannot create a 0-byte object (it completes a multipart upload with no
+    parts, which S3 rejects as MalformedXML), and an empty shard or dead-letter file is legitimate:
+    write it with one PutObject through Beam's own client and options."""
+    from apache_beam.io.aws import s3io
+
+    bucket, key = s3io.parse_s3_path(path)
+    filesystem = FileSystems.get_filesystem(path)
+    s3io.S3IO(options=filesystem._options).client.client.put_object(Bucket=bucket, Key=key, Body=b"")
 
 
 def tfrecord_bytes(rows: list[PackedRow]) -> bytes:
@@ -41,10 +56,10 @@ def tfrecord_bytes(rows: list[PackedRow]) -> bytes:
     return buffer.getvalue()
 
 
-def parquet_bytes(rows: list[PackedRow]) -> bytes:
+def parquet_bytes(rows: list[PackedRow], layout: str = "encdec") -> bytes:
     buffer = io.BytesIO()
     # No timestamps or writer-specific metadata beyond the version string: output is reproducible.
-    pq.write_table(features.to_arrow_table(rows), buffer, compression="zstd", row_group_size=1024)
+    pq.write_table(features.to_arrow_table(rows, layout), buffer, compression="zstd", row_group_size=1024)
     return buffer.getvalue()
 
 

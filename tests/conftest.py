@@ -46,6 +46,24 @@ def demo_corpus(tmp_path_factory, catalog, families, vocab):
     return out, plan
 
 
+@pytest.fixture(scope="session")
+def decoder_corpus(tmp_path_factory, catalog, families, vocab):
+    """`demo_corpus` in the decoder-only layout: rows of 512 + 128 = 640 tokens, 3 shards."""
+    out = tmp_path_factory.mktemp("decoder_corpus")
+    plan = build_corpus(out, catalog, families, vocab, num_shards=3, inputs_length=512, targets_length=128,
+                        layout="decoder")
+    return out, plan
+
+
+@pytest.fixture(scope="session")
+def text_corpus(tmp_path_factory, catalog, families, vocab):
+    """`demo_corpus` exported as rendered text (--format jsonl), sharded like it."""
+    out = tmp_path_factory.mktemp("text_corpus")
+    plan = build_corpus(out, catalog, families, vocab, num_shards=3, inputs_length=512, targets_length=128,
+                        output_format="jsonl")
+    return out, plan
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -150,3 +150,23 @@ def test_mixtures_show_prints_every_task_with_weight_and_expected_count(capsys):
     assert main(["mixtures", "show", "demo", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert len(plan["tasks"]) == 87 and abs(sum(t["weight"] for t in plan["tasks"]) - 1) < 1e-9
+
+
+def test_flan2022_recipe_resolves_over_the_whole_catalog(catalog):
+    """The shipped Flan 2022 mixture: collection rates 0.4/0.32/0.2/0.05/0.03, per-collection caps,
+    and no held-out evaluation set (MMLU, BBH, TyDiQA, MGSM) among its tasks."""
+    from pipelines.mixture_report import plan_mixture
+
+    mixture = load_mixture("flan2022")
+    rows, target, _ = plan_mixture(mixture, catalog, count=False)
+    by_collection = {}
+    for r in rows:
+        by_collection[r.collection] = by_collection.get(r.collection, 0.0) + r.weight
+    assert by_collection == pytest.approx({"flan2021": 0.4, "t0": 0.32, "niv2": 0.2, "cot": 0.05, "dialog": 0.03})
+    caps = {r.collection: r.cap for r in rows}
+    assert caps == {"flan2021": 30000, "t0": 20000, "niv2": 5000, "cot": 100000, "dialog": 200000}
+    assert len(rows) == len({e.name for e in catalog if e.collection in caps})
+    held_out = ("mmlu", "mmmlu", "bbh", "bigbench_hard", "tydi", "mgsm")
+    assert not [r.task for r in rows if any(h in r.task.lower() for h in held_out)]
+    settings = {r.collection: dict(load_mixture(r.path.split("/")[1]).prompt_settings) for r in rows}
+    assert settings["flan2021"] == {"zs_opt": 0.25, "zs_noopt": 0.25, "fs_opt": 0.25, "fs_noopt": 0.25}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
+from pipelines.errors import LoaderError
 from pipelines.loaders import files
 from pipelines.loaders.base import RawRow, SourceShard
 
@@ -19,13 +20,23 @@ class CotTsvLoader:
     def plan(self, dataset: str, split: str, source_split: str, args: Mapping[str, Any]) -> list[SourceShard]:
         pattern = args.get("path")
         if not pattern:
-            from pipelines.errors import LoaderError
-
             raise LoaderError(f"{dataset}: cot_tsv loader needs loader.args.path")
-        paths = files.expand(pattern, f"dataset {dataset} (cot_tsv)")
+        try:
+            paths = files.expand(pattern, f"dataset {dataset} (cot_tsv)")
+        except LoaderError as exc:
+            raise LoaderError(files.with_hint(str(exc), args)) from None
         return [
             SourceShard(dataset, split, self.type_name, {**args, "path": p}, i, size) for i, (p, size) in enumerate(paths)
         ]
+
+    def offline_ready(self, args: Mapping[str, Any], source_split: str = "train") -> bool:
+        path = str(args.get("path") or "")
+        if not path or not files.is_local(path):
+            return False
+        try:
+            return bool(files.expand(path, "probe"))
+        except LoaderError:
+            return False
 
     def read(self, shard: SourceShard) -> Iterator[RawRow]:
         unescape = shard.args.get("unescape_newlines", True)

@@ -1,0 +1,185 @@
+"""Does the build stream? Wall time, examples/s and peak memory at 10^4, 10^5 and 10^6 examples.
+
+    .venv/bin/python benchmarks/scale.py                       # 10^4, 10^5, 10^6
+    .venv/bin/python benchmarks/scale.py --sizes 10000 100000  # a subset
+    .venv/bin/python benchmarks/scale.py -- --direct_num_workers=1 --direct_running_mode=in_memory
+
+Each size gets a synthetic Flan-like corpus (generated once, cached under --workdir): four CoT-style
+datasets in the `cot_tsv` format (question, answer, rationale), words drawn from the CoT samples that
+ship in task_catalog/data/cot, lengths log-normal like Flan's (inputs heavy-tailed, median ~80 words;
+rationales median ~30 words; answers a few words), rendered through the project's real `cot_qa`
+templates at the default lengths 2048/512. The build is the real `flanmix build` in a subprocess
+(flags after `--` are passed to it); peak RSS is the largest sum over that process and all its
+children (Beam's multi_processing workers included), sampled every 0.2 s with psutil; CPU s is the
+user+system time of the build and its children (getrusage), so CPU s / wall s shows how many cores
+the build kept busy.
+
+Baseline to compare against: the previous run of this script on the same machine (numbers in the
+README, "Running at scale"). Linear scaling means examples/s stays roughly constant across sizes;
+streaming means peak RSS does not grow with the corpus.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = 4
+ROWS_PER_FILE = 50_000
+
+ENTRY = """\
+schema_version: 1
+name: {name}
+description: Synthetic Flan-like CoT data for benchmarks/scale.py.
+collections: [cot]
+task_categories: [Synthetic]
+languages: [English]
+default_cap: 100000000
+loader: {{type: cot_tsv, args: {{path: {path}}}}}
+splits: {{train: train}}
+fields: {{question: string, answer: string, rationale: string}}
+templates: [cot_qa]
+"""
+
+MIXTURE = """\
+schema_version: 1
+name: scale{n}
+description: Synthetic benchmark corpus of {n} examples.
+seed: 0
+split: train
+default_cap: 100000000
+members:
+{members}
+"""
+
+
+def word_list() -> np.ndarray:
+    words: set[str] = set()
+    for path in sorted((ROOT / "task_catalog" / "data" / "cot").glob("*.tsv")):
+        words.update(re.findall(r"[A-Za-z][A-Za-z']*|\d+", path.read_text(encoding="utf-8")))
+    return np.array(sorted(words))
+
+
+def _texts(rng: np.random.Generator, words: np.ndarray, n: int, median: float, sigma: float, cap: int) -> list[str]:
+    lengths = np.clip(rng.lognormal(math.log(median), sigma, n).astype(int), 1, cap)
+    flat = words[rng.integers(0, len(words), int(lengths.sum()))]
+    out, start = [], 0
+    for length in lengths:
+        out.append(" ".join(flat[start:start + length]))
+        start += length
+    return out
+
+
+def generate(n: int, workdir: Path) -> Path:
+    """Write the catalog, data and mixture for `n` examples under workdir/nN; returns its directory."""
+    base = workdir / f"n{n}"
+    done = base / ".complete"
+    if done.exists():
+        return base
+    rng = np.random.default_rng(n)
+    words = word_list()
+    (base / "catalog").mkdir(parents=True, exist_ok=True)
+    (base / "data").mkdir(parents=True, exist_ok=True)
+    members = []
+    for d in range(DATASETS):
+        name = f"synthetic_{d}"
+        rows = n // DATASETS + (1 if d < n % DATASETS else 0)
+        files = max(1, math.ceil(rows / ROWS_PER_FILE))
+        for f in range(files):
+            count = min(ROWS_PER_FILE, rows - f * ROWS_PER_FILE)
+            questions = _texts(rng, words, count, 80, 0.9, 4000)
+            rationales = _texts(rng, words, count, 30, 0.8, 1000)
+            answers = _texts(rng, words, count, 2, 0.6, 20)
+            with open(base / "data" / f"{name}-{f:04d}.tsv", "w", encoding="utf-8") as handle:
+                handle.writelines(f"{q}\t{a}\t{r}\n" for q, a, r in zip(questions, answers, rationales))
+        (base / "catalog" / f"{name}.yaml").write_text(
+            ENTRY.format(name=name, path=base / "data" / f"{name}-*.tsv"), encoding="utf-8")
+        members.append(f"  - dataset: {name}")
+    (base / "mixture.yaml").write_text(MIXTURE.format(n=n, members="\n".join(members)), encoding="utf-8")
+    done.touch()
+    return base
+
+
+class PeakRss(threading.Thread):
+    """Largest total RSS of a process tree, sampled every `interval` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.2):
+        super().__init__(daemon=True)
+        self.root, self.interval, self.peak, self._done = psutil.Process(pid), interval, 0, threading.Event()
+
+    def run(self):
+        while not self._done.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for p in procs:
+                try:
+                    total += p.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            self.peak = max(self.peak, total)
+            self._done.wait(self.interval)
+
+    def stop(self):
+        self._done.set()
+        self.join()
+
+
+def run_size(n: int, workdir: Path, extra: list[str]) -> dict:
+    base = generate(n, workdir)
+    out = base / "out"
+    source_bytes = sum(p.stat().st_size for p in (base / "data").glob("*.tsv"))
+    cmd = [sys.executable, "-m", "pipelines.cli", "--catalog", str(base / "catalog"), "build",
+           "--mixture", str(base / "mixture.yaml"), "--output", str(out), "--overwrite", "--progress", "0", *extra]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampler = PeakRss(proc.pid)
+    sampler.start()
+    log, _ = proc.communicate()
+    wall = time.perf_counter() - start
+    sampler.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(f"build of {n} failed (rc {proc.returncode}):\n{log[-4000:]}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    examples = manifest["num_examples"]
+    return {"n": n, "source_mb": source_bytes / 2**20, "wall_s": wall, "examples": examples,
+            "examples_per_s": examples / wall, "peak_rss_mb": sampler.peak / 2**20, "cpu_s": cpu,
+            "rows": manifest["num_rows"], "shards": manifest["num_shards"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "flanmix-scale")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
+    print(f"flanmix scale benchmark: {os.cpu_count()} cores, build flags {extra or '(defaults)'}")
+    print(f"{'examples':>9} {'source MB':>10} {'shards':>6} {'packed rows':>11} {'wall s':>8} {'CPU s':>8} "
+          f"{'examples/s':>11} {'peak RSS MB':>12}")
+    for n in args.sizes:
+        r = run_size(n, args.workdir, extra)
+        print(f"{r['examples']:9d} {r['source_mb']:10.1f} {r['shards']:6d} {r['rows']:11d} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} "
+              f"{r['examples_per_s']:11.0f} {r['peak_rss_mb']:12.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""`--format jsonl`: the rendered text of every example, unpacked and untokenized, for people who want
+the prompts themselves (as the Flan Collection's public exports give them).
+
+    rendered | WriteText(plan, out)  ->  jsonl/MIXTURE-SPLIT-SSSSS-of-NNNNN.jsonl  (schemas/text_export.schema.json)
+
+Each example goes to the shard the packed output would put it in and keeps the same order inside it
+(keyed hashes of (seed, dataset, row id)), so a jsonl and a packed build of one plan hold the same
+examples shard for shard. No sequence lengths apply: nothing is cut and a few-shot prompt keeps all
+of its exemplars. One line:
+
+    {"collection": "cot", "dataset": "cot_gsm8k", "id": "cot_gsm8k|cot_qa_reason_then_answer|zs_noopt|train:12",
+     "inputs": "...", "prompt_setting": "zs_noopt", "row_id": "train:12", "targets": "...",
+     "template_id": "cot_qa_reason_then_answer"}
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Iterable, Iterator
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines import sampling, writers
+from pipelines.hashing import keyed_choice, keyed_hash
+from pipelines.plan import BuildPlan
+from pipelines.stats import Report
+
+TEXT_DIR = "jsonl"
+NAMESPACE = "flanmix"
+
+
+def text_record(plan: BuildPlan, dataset: str, rendered: tuple) -> dict:
+    """One rendered example, as RenderTemplates emits it, to the record of a jsonl line."""
+    template_id, key, setting, inputs, targets, shots = rendered
+    if shots:
+        inputs = sampling.assemble_few_shot(shots, inputs, plan.few_shot)
+    return {
+        "id": f"{dataset}|{template_id}|{setting}|{key}",
+        "dataset": dataset,
+        "collection": plan.datasets[dataset].collection,
+        "template_id": template_id,
+        "prompt_setting": setting,
+        "row_id": key,
+        "inputs": inputs,
+        "targets": targets,
+    }
+
+
+def text_line(record: dict) -> str:
+    """The record as one line (json escapes newlines, so a line is always one example)."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def key_by_shard(element, plan: BuildPlan) -> Iterator[tuple[int, list]]:
+    """(shard, [(order, id, line)]) for one rendered batch: the packed output's shard and order."""
+    dataset, examples = element
+    by_shard: dict[int, list] = {}
+    for rendered in examples:
+        record = text_record(plan, dataset, rendered)
+        key = record["row_id"]
+        shard = keyed_choice(plan.num_shards, plan.seed, "shard", dataset, key)
+        order = keyed_hash(plan.seed, "order", dataset, key)
+        by_shard.setdefault(shard, []).append((order, record["id"], text_line(record)))
+    yield from by_shard.items()
+
+
+def shard_lines(batches: Iterable) -> list[str]:
+    """One shard's lines in their deterministic order, whatever order the batches arrived in."""
+    items = [item for batch in batches if batch is not None for item in batch]
+    items.sort(key=lambda it: (it[0], it[1]))
+    return [line for _, _, line in items]
+
+
+def text_report(lines: list[str], files) -> Report:
+    counts: Counter = Counter()
+    counts[("rows",)] += len(lines)
+    for line in lines:
+        dataset, template_id, setting, _ = json.loads(line)["id"].split("|", 3)
+        counts[("examples", dataset)] += 1
+        counts[("template", template_id)] += 1
+        counts[("setting", setting)] += 1
+        counts[("task_setting", dataset, setting)] += 1
+    return Report(dict(counts), tuple(files))
+
+
+class WriteTextShardFn(beam.DoFn):
+    def __init__(self, plan: BuildPlan, output_dir: str):
+        self.plan, self.output_dir = plan, output_dir
+
+    def process(self, element):
+        shard, batches = element
+        lines = shard_lines(batches)
+        name = writers.shard_name(f"{self.plan.mixture}-{self.plan.split}", shard, self.plan.num_shards, ".jsonl")
+        written = writers.write_file(self.output_dir, f"{TEXT_DIR}/{name}", "".join(lines).encode("utf-8"), len(lines))
+        Metrics.counter(NAMESPACE, "written_rows").inc(len(lines))
+        yield text_report(lines, [written])
+
+
+class WriteText(beam.PTransform):
+    """Rendered batches -> one JSONL file per output shard (every shard file exists, even if empty)."""
+
+    def __init__(self, plan: BuildPlan, output_dir: str):
+        super().__init__()
+        self.plan, self.output_dir = plan, output_dir
+
+    def expand(self, rendered):
+        everyone = rendered.pipeline | "AllTextShards" >> beam.Create([(i, None) for i in range(self.plan.num_shards)])
+        return (
+            (rendered | "KeyByShard" >> beam.FlatMap(key_by_shard, self.plan), everyone)
+            | "Merge" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteTextShard" >> beam.ParDo(WriteTextShardFn(self.plan, self.output_dir))
+        )

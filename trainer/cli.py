@@ -1,0 +1,61 @@
+"""`flanmix train` (registered by `pipelines.cli`) and `python -m trainer`: one flag per `TrainConfig` field.
+
+    flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/
+
+Importing this module is cheap (no JAX); the trainer loads when the command runs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Sequence
+
+from pipelines.errors import FlanmixError
+from trainer.config import TrainConfig
+
+DESCRIPTION = ("Train a T5.1.1-style model on a flanmix corpus (Adafactor, constant learning rate). "
+               "Rerunning with the same --out resumes from its newest checkpoint.")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags from the dataclass: the field name is the flag, its `help` metadata the help text."""
+    for f in dataclasses.fields(TrainConfig):
+        kwargs = {"help": f.metadata.get("help", "").replace("%", "%%")}
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+        if f.default is dataclasses.MISSING:
+            kwargs.update(required=True, type=str)
+        else:
+            kwargs.update(default=f.default, type=type(f.default))
+            kwargs["help"] += " (default: %(default)s)"
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("train", help="train a T5-style model on a built corpus", description=DESCRIPTION)
+    add_train_arguments(parser)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from trainer.train import run
+
+    run(config)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=DESCRIPTION)
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return cmd_train(args)
+    except FlanmixError as exc:
+        print(f"flanmix train: error: {exc}", file=sys.stderr)
+        return 2
