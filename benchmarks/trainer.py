@@ -11,13 +11,14 @@ Each model runs the real jitted train step (forward, backward, Adafactor, dropou
 
 "real tok/s" counts non-padding inputs + targets tokens, so packed / unpacked real tok/s is how much
 more data per second packing buys; "slot tok/s" counts all positions (what the device computes).
-MFU = model FLOPs/s over the bf16 dense peak (see `trainer.metrics`); n/a on CPU. The first step of
-each kind compiles and is not timed.
+Shapes are fixed, so a step costs the same whatever it holds: the baseline's real tok/s is the mean
+real tokens of all examples in the timed packed rows, one example per row, at the measured unpacked
+step time (timing only as many unpacked steps as packed ones). MFU = model FLOPs/s over the bf16
+dense peak (see `trainer.metrics`); n/a on CPU. One packed step compiles first and is not timed.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
@@ -81,11 +82,15 @@ def bench_model(corpus_dir: str, model: str, batch_size: int, steps: int) -> dic
     reader = TrainBatches(s.corpus, batch_size, 0, cfg.seed)
     packed = [reader.batch(i) for i in range(steps + 1)]
     rows = [{k: v[j] for k, v in b.items()} for b in packed[1:] for j in range(batch_size)]
-    unpacked = unpacked_batches(rows, batch_size, lengths)[:steps]
+    unpacked = unpacked_batches(rows, batch_size, lengths)
     state = s.init_state()
     state, _, _, _ = time_steps(s, state, packed[:1])  # compiles; packed and unpacked batches share the program
     state, t_packed, real_packed, slots = time_steps(s, state, packed[1:])
-    state, t_unpacked, real_unpacked, _ = time_steps(s, state, unpacked)
+    state, t_unpacked, _, _ = time_steps(s, state, unpacked[:steps])
+    # A step costs the same whatever its rows hold (fixed shapes), so the baseline's rate is the mean
+    # real tokens of *all* the examples of the timed packed rows, one per row, at the unpacked step time.
+    examples = int(sum(r["targets_segment_ids"].max() for r in rows))
+    unpacked_real = real_packed / examples * batch_size / (t_unpacked / steps)
     devices = jax.devices()
     peak = peak_flops(devices[0].device_kind)
     flops = train_flops_per_row(s.model_cfg, s.corpus.layout.name, lengths) * batch_size * steps
@@ -93,7 +98,8 @@ def bench_model(corpus_dir: str, model: str, batch_size: int, steps: int) -> dic
         "model": model, "params": s.num_params, "batch": batch_size, "steps": steps,
         "s_per_step": t_packed / steps,
         "packed_real": real_packed / t_packed, "slots": slots / t_packed,
-        "unpacked_real": real_unpacked / t_unpacked,
+        "unpacked_real": unpacked_real, "unpacked_s_per_step": t_unpacked / steps,
+        "examples_per_row": examples / (batch_size * steps),
         "mfu": flops / t_packed / (peak * len(devices)) if peak else None,
         "dtype": s.model_cfg.activation_dtype,
     }
@@ -124,7 +130,8 @@ def main(argv=None) -> int:
     print("baseline: the same model and jitted train step on UNPACKED rows (each example alone in a row padded to the "
           "same lengths); 'real tok/s' = non-padding inputs+targets tokens per second")
     header = (f"{'model':6} {'params':>11} {'dtype':>8} {'batch':>5} {'steps':>5} {'s/step':>8} {'slot tok/s':>11} "
-              f"{'real tok/s':>11} {'MFU':>6} {'unpacked real tok/s':>20} {'packed/unpacked':>16}")
+              f"{'real tok/s':>11} {'MFU':>6} {'ex/row':>6} {'unpacked s/step':>16} {'unpacked real tok/s':>20} "
+              f"{'packed/unpacked':>16}")
     print(header)
     for model in args.models.split(","):
         batch = args.batch_size or DEFAULT_BATCH.get(model, 1)
@@ -132,7 +139,8 @@ def main(argv=None) -> int:
         r = bench_model(args.corpus, model, batch, steps)
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         print(f"{model:6} {r['params']:>11,} {r['dtype']:>8} {batch:>5} {steps:>5} {r['s_per_step']:>8.3f} "
-              f"{r['slots']:>11,.0f} {r['packed_real']:>11,.0f} {mfu:>6} {r['unpacked_real']:>20,.0f} "
+              f"{r['slots']:>11,.0f} {r['packed_real']:>11,.0f} {mfu:>6} {r['examples_per_row']:>6.1f} "
+              f"{r['unpacked_s_per_step']:>16.3f} {r['unpacked_real']:>20,.0f} "
               f"{r['packed_real'] / r['unpacked_real']:>15.1f}x", flush=True)
     return 0
 

@@ -52,7 +52,8 @@ class Checkpoints:
         self.manager.close()
 
 
-def run_meta(model_architecture: dict, layout: str, vocab_sha256: str, vocab_size: int, lengths: dict, train_config: dict) -> dict:
+def run_meta(model_architecture: dict, layout: str, vocab_sha256: str, vocab_size: int, lengths: dict,
+             train_config: dict) -> dict:
     return {
         "model": model_architecture,
         "layout": layout,

@@ -44,8 +44,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from trainer.train import run
-
+    try:
+        from trainer.train import run
+    except ImportError as exc:  # the JAX stack is an extra: pip install -e ".[trainer]"
+        raise FlanmixError(f"the trainer needs the 'trainer' extra (jax, flax, optax, orbax): {exc}") from None
     run(config)
     return 0
 

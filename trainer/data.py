@@ -112,7 +112,7 @@ def open_corpus(
     if expect_layout not in ("auto", layout_name):
         raise CorpusMismatchError(
             f"corpus {root} has layout {layout_name!r} but the run expects layout {expect_layout!r} "
-            f"(an {expect_layout} model cannot train on {layout_name} rows)")
+            f"(the {expect_layout} model cannot train on {layout_name} rows)")
     if layout_name not in LAYOUTS:
         raise CorpusMismatchError(f"corpus {root} has layout {layout_name!r}; this trainer reads {', '.join(LAYOUTS)}")
     layout = LAYOUTS[layout_name]

@@ -96,7 +96,7 @@ class Meter:
 
 
 def progress_line(step: int, total: int, metrics: Mapping[str, float], rates: Mapping[str, float | None]) -> str:
-    """e.g. `step    20/50 | loss 7.1234 (ce 7.1101) | 10,512 real tok/s (16,000 slot tok/s) | mfu n/a | 0.51 s/step`"""
+    """e.g. `step 4/4 | loss 9.5247 (ce 9.5156) | 855 real tok/s (1,166 slot tok/s) | mfu n/a | 4.390 s/step`"""
     mfu = "n/a" if rates.get("mfu") is None else f"{100 * rates['mfu']:.1f}%"
     return (f"step {step:>{len(str(total))}}/{total} | loss {metrics['loss']:.4f} (ce {metrics['cross_entropy']:.4f}) | "
             f"{rates['real_tokens_per_s']:,.0f} real tok/s ({rates['slot_tokens_per_s']:,.0f} slot tok/s) | "
