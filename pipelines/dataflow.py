@@ -56,11 +56,14 @@ class DataflowCheck:
 def dry_run_args(beam_args: list[str]) -> list[str]:
     """The user's Beam arguments for DataflowRunner with --dry_run=True; placeholders for the project,
     region and temp location the user did not give."""
-    args = [a for a in beam_args if not (a == "--runner" or a.startswith("--runner="))]
-    if "--runner" in beam_args:  # drop the value of a separate `--runner X`
-        i = beam_args.index("--runner")
-        args = beam_args[:i] + beam_args[i + 2:]
-        args = [a for a in args if not a.startswith("--runner=")]
+    args, skip = [], False
+    for a in beam_args:  # drop the user's runner: `--runner=X` or `--runner X`
+        if skip:
+            skip = False
+        elif a == "--runner":
+            skip = True
+        elif not a.startswith("--runner="):
+            args.append(a)
     args = ["--runner=DataflowRunner", *args, "--dry_run=True"]
     for name, value in PLACEHOLDERS.items():
         if not build._has(args, name):

@@ -14,6 +14,7 @@ import functools
 import json
 from typing import Mapping
 
+import numpy as np
 import pyarrow as pa
 
 from pipelines import resources
@@ -69,9 +70,18 @@ def to_tf_example(row: PackedRow) -> bytes:
     )
 
 
+def _int_lists(values: list) -> pa.Array:
+    """list<int32> from per-row int32 arrays: one concatenation plus offsets, not a conversion per row."""
+    lengths = np.fromiter((len(v) for v in values), np.int32, len(values))
+    offsets = np.zeros(len(values) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(values).astype(np.int32, copy=False) if values else np.zeros(0, np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
+
+
 def to_arrow_table(rows: list[PackedRow], layout: str = LAYOUT_ENCDEC) -> pa.Table:
     names = int_features(layout)
-    arrays = [pa.array([r.arrays[name] for r in rows], type=pa.list_(pa.int32())) for name in names]
+    arrays = [_int_lists([r.arrays[name] for r in rows]) for name in names]
     arrays.append(pa.array([list(r.provenance) for r in rows], type=pa.list_(pa.string())))
     return pa.Table.from_arrays(arrays, schema=arrow_schema(layout))
 

@@ -96,19 +96,23 @@ def pack_bins(
     state = {"open": 0, "made": 0, "seen": 0}
     min_size = np.full(dims, np.iinfo(np.int64).max, np.int64)
 
-    def place(buffer: list[tuple[int, T, np.ndarray]]) -> None:
-        sizes = np.stack([s for _, _, s in buffer])
+    def place(buffer: list[tuple[int, T, tuple]]) -> None:
+        sizes = np.array([s for _, _, s in buffer], np.int64).reshape(len(buffer), dims)
         frac = sizes * weight
         # Largest first (total of the budget fractions, then the largest fraction); arrival breaks ties.
-        order = np.lexsort((np.arange(len(buffer)), -frac.max(axis=1), -frac.sum(axis=1)))
-        for k in order:
+        total = frac.sum(axis=1)
+        order = np.lexsort((np.arange(len(buffer)), -frac.max(axis=1), -total))
+        total = total.tolist()
+        for k in order.tolist():
             seq, item, s = buffer[k]
             n = state["open"]
             r = residual[:n]
-            fits = np.all(r >= s, axis=1) if dims > 1 else r[:, 0] >= s[0]
-            if fits.any():
-                j = int(np.argmin(np.where(fits, slack[:n], np.inf)))
-            else:
+            fits = r[:, 0] >= s[0]
+            for d in range(1, dims):
+                fits &= r[:, d] >= s[d]
+            score = np.where(fits, slack[:n], np.inf)
+            j = int(score.argmin()) if n else 0
+            if not n or score[j] == np.inf:  # fits no open row: open a new one
                 j = n
                 residual[j] = cap
                 slack[j] = float(dims)
@@ -116,8 +120,8 @@ def pack_bins(
                 state["made"] += 1
                 state["open"] += 1
                 contents.append([])
-            residual[j] -= s
-            slack[j] -= float(frac[k].sum())
+            residual[j] -= sizes[k]
+            slack[j] -= total[k]
             contents[j].append((seq, item))
 
     def close(mask: np.ndarray) -> list[list[T]]:
@@ -144,15 +148,18 @@ def pack_bins(
             closed += close(mask)  # dead rows first, then the fullest, each group by age
         return closed
 
-    buffer: list[tuple[int, T, np.ndarray]] = []
+    buffer: list[tuple[int, T, tuple]] = []
+    cap_list = cap.tolist()
+    smallest = list(min_size.tolist())
     for item in items:
-        s = np.asarray(size(item), np.int64)
-        if s.shape != (dims,) or np.any(s > cap) or np.any(s < 1):
-            raise ValueError(f"item of size {s.tolist()} does not fit a row of {cap.tolist()}")
-        np.minimum(min_size, s, out=min_size)
+        s = tuple(size(item))  # plain ints here: per-item numpy calls dominate otherwise
+        if len(s) != dims or any(x > c or x < 1 for x, c in zip(s, cap_list)):
+            raise ValueError(f"item of size {list(s)} does not fit a row of {cap_list}")
+        smallest = [min(a, b) for a, b in zip(smallest, s)]
         buffer.append((state["seen"], item, s))
         state["seen"] += 1
         if len(buffer) >= buffer_size:
+            min_size[:] = smallest
             place(buffer)
             buffer = []
             yield from settle()

@@ -86,11 +86,9 @@ def staging_dir(output_dir: str, plan) -> str:
 
 
 def complete_versions(base: str) -> list[int]:
-    """N of every `base/vN/` that holds a manifest, ascending."""
-    try:
-        found = FileSystems.match([_join(base, "v*", manifest_lib.MANIFEST_NAME)])[0].metadata_list
-    except Exception:  # noqa: BLE001 - a base that does not exist yet holds no versions
-        return []
+    """N of every `base/vN/` that holds a manifest, ascending (storage errors propagate: guessing v1
+    for an unreachable bucket would be wrong)."""
+    found = FileSystems.match([_join(base, "v*", manifest_lib.MANIFEST_NAME)])[0].metadata_list
     versions = set()
     for meta in found:
         match = re.search(r"/v(\d+)/" + re.escape(manifest_lib.MANIFEST_NAME) + "$", meta.path)

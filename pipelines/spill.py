@@ -3,12 +3,15 @@
 Beam's local FnApiRunner keeps everything that crosses a GroupByKey in the launcher's memory, so
 grouping the tokenized examples by output shard would hold the whole corpus (~1.5 KB per example).
 Instead `SpillRunsFn` buffers the (shard, items) batches it receives, and whenever the buffer passes
-`budget_bytes` (and at the end of each bundle) writes, per output shard, one *run*: that shard's
-buffered items sorted by `sort_key`, pickled in chunks, under `directory` (the build's staging prefix,
-removed when the corpus is published). Only `(shard, Run)` references go through the shuffle; the Pack
-stage merges a shard's runs (`merge_runs`, a streaming k-way merge), which yields exactly the order a
-full sort would. Memory is bounded by the budget on the writing side and by one chunk per run on the
-reading side, on any runner.
+`budget_bytes` (and at the end of each bundle) writes one file under `directory` (the build's staging
+prefix, removed when the corpus is published) holding one *run* per output shard: that shard's
+buffered items sorted by `sort_key`, pickled in chunks. Only `(shard, Run)` references (file, offset,
+length) go through the shuffle; the Pack stage merges a shard's runs (`merge_runs`, a streaming k-way
+merge), which yields exactly the order a full sort would. Memory is bounded by the budget on the
+writing side and by one chunk per run on the reading side.
+
+Runners with an external shuffle (Dataflow, Flink, Spark) do not need this and would only pay for the
+extra files; the build spills on the local runner only (`build.construct`).
 
 Run names are random (a retried bundle writes new ones; only the runs of the attempt that succeeded
 are referenced downstream), the merged order is not: it depends only on the items' sort keys.
@@ -33,9 +36,11 @@ RUNS_DIR = "_runs"
 
 @dataclass(frozen=True)
 class Run:
-    """A sorted run file of one output shard."""
+    """One output shard's sorted run: `length` bytes at `offset` of a spill file."""
 
     path: str
+    offset: int
+    length: int
     items: int
 
 
@@ -44,24 +49,37 @@ def item_bytes(item) -> int:
     return 64 + sum(len(part) for part in item if isinstance(part, (bytes, str)))
 
 
-def write_run(path: str, items: list) -> Run:
-    """Write already-sorted items as length-prefixed pickled chunks of CHUNK_ITEMS."""
+def _chunks(items: list) -> Iterator[bytes]:
+    for start in range(0, len(items), CHUNK_ITEMS):
+        data = pickle.dumps(items[start:start + CHUNK_ITEMS], protocol=pickle.HIGHEST_PROTOCOL)
+        yield len(data).to_bytes(8, "little") + data
+
+
+def write_runs(path: str, runs: dict[int, list]) -> dict[int, Run]:
+    """Write each shard's already-sorted items, one after the other, into one file."""
+    out, offset = {}, 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        for start in range(0, len(items), CHUNK_ITEMS):
-            data = pickle.dumps(items[start:start + CHUNK_ITEMS], protocol=pickle.HIGHEST_PROTOCOL)
-            handle.write(len(data).to_bytes(8, "little"))
-            handle.write(data)
-    return Run(path, len(items))
+        for shard in sorted(runs):
+            length = 0
+            for chunk in _chunks(runs[shard]):
+                handle.write(chunk)
+                length += len(chunk)
+            out[shard] = Run(path, offset, length, len(runs[shard]))
+            offset += length
+    return out
 
 
 def read_run(run: Run) -> Iterator:
     """The items of a run, in order, one chunk in memory at a time."""
     with FileSystems.open(run.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        while header := handle.read(8):
-            size = int.from_bytes(header, "little")
+        handle.seek(run.offset)
+        left = run.length
+        while left > 0:
+            size = int.from_bytes(handle.read(8), "little")
             data = handle.read(size)
             if len(data) != size:
-                raise IOError(f"run {run.path} is truncated")
+                raise IOError(f"spill file {run.path} is truncated")
+            left -= 8 + size
             yield from pickle.loads(data)
 
 
@@ -93,9 +111,9 @@ class SpillRunsFn(beam.DoFn):
 
     def _flush(self):
         buffers, self._buffers, self._bytes = self._buffers, {}, 0
-        token = uuid.uuid4().hex
-        for shard in sorted(buffers):
-            items = sorted(buffers[shard], key=self.sort_key)
-            path = FileSystems.join(self.directory, RUNS_DIR, f"{token}-{shard:05d}.run")
-            beam.metrics.Metrics.counter("flanmix", "spilled_runs").inc()
-            yield shard, write_run(path, items)
+        if not buffers:
+            return
+        path = FileSystems.join(self.directory, RUNS_DIR, f"{uuid.uuid4().hex}.runs")
+        runs = write_runs(path, {shard: sorted(items, key=self.sort_key) for shard, items in buffers.items()})
+        beam.metrics.Metrics.counter("flanmix", "spilled_runs").inc(len(runs))
+        yield from sorted(runs.items())
