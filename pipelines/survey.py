@@ -30,9 +30,13 @@ def survey_shard(shard: SourceShard, plan: BuildPlan):
     """(task, count, smallest-hash pool rows) for one source shard."""
     declared = plan.datasets[shard.dataset].fields
     size = plan.pool_size
+    loader = get_loader(shard.loader_type)
+    if not size and hasattr(loader, "count_rows"):  # no exemplars wanted: only the size matters
+        yield shard.dataset, loader.count_rows(shard), ()
+        return
     heap: list = []
     count = 0
-    for row in get_loader(shard.loader_type).read(shard):
+    for row in loader.read(shard):
         if row.error is not None or field_problem(row.fields, declared) is not None:
             continue
         count += 1

@@ -8,6 +8,7 @@ lists, not single rows. Every row ends in the corpus or in the dead-letter outpu
 from __future__ import annotations
 
 import heapq
+import concurrent.futures
 import json
 from collections import Counter
 from typing import Iterable, Iterator
@@ -210,8 +211,10 @@ class TokenizeBatchFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "tokenize", reason))
                     continue
                 counts[("truncated", dataset)] += 1
-            shard = keyed_choice(plan.num_shards, plan.seed, "shard", dataset, key)
+            # One keyed hash places the example: its shard (the hash mod the shard count) and its
+            # place in that shard (the hash itself).
             order = keyed_hash(plan.seed, "order", dataset, key)
+            shard = order % plan.num_shards
             by_shard.setdefault(shard, []).append(
                 (order, inputs.tobytes(), targets.tobytes(), f"{dataset}|{template_id}|{setting}|{key}")
             )
@@ -336,12 +339,16 @@ class WriteShardFn(beam.DoFn):
         shard, rows = element
         prefix = f"{self.plan.mixture}-{self.plan.split}"
         n = self.plan.num_shards
-        files = [
-            writers.write_file(self.output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"),
-                               writers.tfrecord_bytes(rows), len(rows)),
-            writers.write_file(self.output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"),
-                               writers.parquet_bytes(rows, self.plan.layout), len(rows)),
-        ]
+        # Parquet encoding releases the GIL (Arrow's C++), so it overlaps the TFRecord serialization.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            parquet = pool.submit(writers.parquet_bytes, rows, self.plan.layout)
+            tfrecord = writers.tfrecord_bytes(rows)
+            files = [
+                writers.write_file(self.output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"),
+                                   tfrecord, len(rows)),
+                writers.write_file(self.output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"),
+                                   parquet.result(), len(rows)),
+            ]
         Metrics.counter(NAMESPACE, "written_rows").inc(len(rows))
         report = shard_report(rows, files, self.plan)
         for key, count in report.counts.items():  # per-dataset progress: examples written

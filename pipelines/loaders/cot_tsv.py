@@ -38,6 +38,12 @@ class CotTsvLoader:
         except LoaderError:
             return False
 
+    def count_rows(self, shard: SourceShard) -> int:
+        """Rows `read` yields without an error, counted without building them (the survey's fast path)."""
+        tabs = len(tuple(shard.args.get("columns", COLUMNS))) - 1
+        text = files.read_bytes(shard.args["path"]).decode("utf-8")
+        return sum(1 for line in text.splitlines() if line.strip() and line.count("\t") == tabs)
+
     def read(self, shard: SourceShard) -> Iterator[RawRow]:
         unescape = shard.args.get("unescape_newlines", True)
         columns = tuple(shard.args.get("columns", COLUMNS))
