@@ -153,16 +153,6 @@ class _Lines:
         return True
 
 
-def _row_counter(path: str):
-    """A streaming row counter for the file's format (TFRecord, JSONL; .gz allowed), or None."""
-    name = path[:-3] if path.endswith(".gz") else path
-    if name.endswith(".tfrecord"):
-        return _TFRecordFrames()
-    if name.endswith(".jsonl"):
-        return _Lines()
-    return None
-
-
 class _ParquetFooter:
     """Keeps the end of a Parquet byte stream and reads the row count from its footer."""
 
