@@ -38,7 +38,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         spill = is_local(["--runner", str(pipeline.options.view_as(StandardOptions).runner or LOCAL_RUNNER)])
     # Two listings of the sources, not one shared: the survey must finish before rendering starts, and
     # sharing would tie reading to the survey's stage and force every row to be encoded between stages.
-    table = pipeline | "ListSourcesToSurvey" >> beam.Create(list(plan.sources)) | "SurveySources" >> SurveySources(plan)
+    table = pipeline | "ListSourcesToSurvey" >> beam.Create(list(plan.sources)) | "SurveySources" >> SurveySources(plan, model_proto)
     sources = pipeline | "ListSources" >> beam.Create(list(plan.sources))
     read = sources | "ReadSources" >> transforms.ReadSources()
     rendered = read.rows | "RenderTemplates" >> transforms.RenderTemplates(plan, table)

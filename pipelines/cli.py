@@ -46,7 +46,7 @@ def cmd_build(args, beam_args: list[str]) -> int:
     plan = make_plan(
         mixture, catalog, families, vocab, seed=args.seed, num_shards=args.num_shards,
         inputs_length=args.inputs_length, targets_length=args.targets_length, overlong=args.overlong,
-        target_examples=args.target_examples, strict=args.strict,
+        target_examples=args.target_examples, strict=args.strict, target_tokens=args.target_tokens,
         layout=args.layout, decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
     )
     for name, reason in plan.skipped[:10]:
@@ -308,6 +308,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--pack_buffer", type=int,
                    help="examples the packer sorts and places at a time; bounds its memory (default 10000)")
     b.add_argument("--target_examples", type=int, help="corpus size in examples (overrides the mixture's target)")
+    b.add_argument("--target_tokens", type=int,
+                   help="corpus size in tokens, inputs + targets (overrides the mixture's target; estimated per task)")
     b.add_argument("--strict", action="store_true",
                    help="fail before starting if any source cannot be loaded (default: skip it and renormalise)")
     b.add_argument("--overwrite", action="store_true", help="replace a complete corpus already at --output")

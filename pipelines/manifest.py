@@ -63,8 +63,12 @@ def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datase
             v["target_share"] = round(v["target_share"], 6)
             v["realized_share"] = round(v["examples"] / total, 6)
     k_dist = {k[1]: v for k, v in c.items() if k[0] == "fewshot_k"}
+    realized_tokens = sum(d["inputs_tokens"] + d["targets_tokens"] for d in datasets.values())
     return {
         "target_examples": table.target,
+        "target_tokens": table.target_tokens,
+        "realized_tokens": realized_tokens,
+        "tokens_per_example_estimate": {k: round(v, 2) for k, v in sorted((table.tokens_per_example or {}).items())},
         "upsample": plan.upsample,
         "downsampled": sum(d.get("downsampled", 0) for d in datasets.values()),
         "upsampled": sum(d.get("upsampled", 0) for d in datasets.values()),

@@ -74,7 +74,9 @@ def plan_mixture(mixture: Mixture, catalog: Catalog, count: bool = True) -> tupl
 def format_plan(mixture: Mixture, rows: list[PlannedTask], target: int, skipped: list) -> str:
     lines = [
         f"mixture {mixture.name}: {len(rows)} tasks, target {target} examples"
-        f" ({'given' if mixture.target_examples else 'sum of min(size, cap)'}), seed {mixture.seed},"
+        f" ({'given' if mixture.target_examples else 'sum of min(size, cap)'}"
+        f"{f'; the build replaces it with {mixture.target_tokens} tokens / measured tokens per example' if mixture.target_tokens else ''}),"
+        f" seed {mixture.seed},"
         f" lengths {mixture.inputs_length}/{mixture.targets_length}, upsample {mixture.upsample}",
         f"{'task':52} {'collection':10} {'size':>8} {'cap':>7} {'weight':>9} {'expected':>10} {'rate':>7}",
     ]

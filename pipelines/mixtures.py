@@ -59,6 +59,7 @@ class Mixture:
     targets_length: int = DEFAULT_LENGTHS["targets"]
     overlong: str = "truncate"
     target_examples: int | None = None
+    target_tokens: int | None = None
     upsample: bool = True
     prompt_settings: Mapping[str, float] | None = None
     few_shot: FewShotConfig = field(default_factory=FewShotConfig)
@@ -133,6 +134,7 @@ def load_mixture(name_or_path: str | Path, _stack: tuple[str, ...] = ()) -> Mixt
         targets_length=lengths["targets"],
         overlong=raw.get("overlong", "truncate"),
         target_examples=raw.get("target", {}).get("examples"),
+        target_tokens=raw.get("target", {}).get("tokens"),
         upsample=raw.get("upsample", True),
         prompt_settings=raw.get("prompt_settings"),
         few_shot=few_shot,

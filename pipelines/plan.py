@@ -54,6 +54,7 @@ class BuildPlan:
     mixture_spec: Mixture | None = None  # the loaded mixture tree, for weights once sizes are known
     catalog: Catalog | None = None  # the entries this build uses (collections resolve against it)
     target_examples: int | None = None
+    target_tokens: int | None = None  # turned into examples once tokens per example are measured
     upsample: bool = True
     pool_size: int = 0  # exemplar candidates kept per task; 0 when no few-shot setting is wanted
     few_shot: FewShotConfig = FewShotConfig()
@@ -80,6 +81,7 @@ def make_plan(
     overlong: str | None = None,
     target_examples: int | None = None,
     strict: bool = False,
+    target_tokens: int | None = None,
     layout: str = "encdec",
     decoder_length: int | None = None,
     output_format: str = "packed",
@@ -130,9 +132,11 @@ def make_plan(
         vocab_size=vocab.vocab_size,
         mixture_spec=mixture,
         catalog=Catalog({e.name: e for e in all_entries}),
-        target_examples=target_examples or mixture.target_examples,
+        target_examples=target_examples or (None if target_tokens else mixture.target_examples),
+        target_tokens=None if target_examples else (target_tokens or mixture.target_tokens),
         upsample=mixture.upsample,
-        pool_size=mixture.few_shot.pool_size if wants_few_shot(mixture) else 0,
+        # The pool doubles as the sample that measures tokens per example for a token target.
+        pool_size=mixture.few_shot.pool_size if wants_few_shot(mixture) or target_tokens or mixture.target_tokens else 0,
         few_shot=mixture.few_shot,
         skipped=tuple(skipped),
         layout=layout,

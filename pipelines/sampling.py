@@ -37,6 +37,8 @@ class SamplingTable:
     target: int
     tasks: Mapping[str, TaskSampling]
     pools: Mapping[str, tuple[tuple[str, Mapping], ...]]  # task -> exemplar candidates (row_id, fields)
+    target_tokens: int | None = None  # set when the mixture asked for tokens; `target` is then derived
+    tokens_per_example: Mapping[str, float] | None = None  # measured on each task's pool
 
 
 @dataclass(frozen=True)
@@ -90,19 +92,22 @@ def choose_variant(
     task: str,
     row_id: str,
     key: str,
+    setting: str | None = None,
 ) -> Variant:
-    """Pick setting, template and exemplars for one copy (`key`) of row `row_id`."""
+    """Pick setting, template and exemplars for one copy (`key`) of row `row_id`. `setting` forces
+    the prompt setting (the token estimate uses it to average over settings)."""
     if not settings:
         t = templates[keyed_choice(len(templates), seed, "template", task, key)]
         return Variant(t, t.prompt_setting)
-    u = keyed_hash(seed, "setting", task, key) / _TWO_64
-    setting = settings[-1][0]
-    acc = 0.0
-    for name, p in settings:
-        acc += p
-        if u < acc:
-            setting = name
-            break
+    if setting is None:
+        u = keyed_hash(seed, "setting", task, key) / _TWO_64
+        setting = settings[-1][0]
+        acc = 0.0
+        for name, p in settings:
+            acc += p
+            if u < acc:
+                setting = name
+                break
     candidates = templates_for_setting(templates, setting, len(pool))
     t = candidates[keyed_choice(len(candidates), seed, "template", task, key)]
     if setting.startswith("zs") or t.shots == "few_shot":
@@ -116,3 +121,23 @@ def choose_variant(
 
 def assemble_few_shot(exemplars: Sequence[str], query: str, few_shot: FewShotConfig) -> str:
     return few_shot.example_separator.join([*exemplars, query])
+
+
+def fit_few_shot(vocab, query: str, query_ids: list[int], shots: Sequence[str], budget: int,
+                 few_shot: FewShotConfig) -> tuple[list[int], int]:
+    """(ids of the longest few-shot prompt within `budget` tokens, exemplars kept): exemplars are
+    dropped whole from the end, never cut. Estimates from per-piece counts, then re-encodes the
+    joined text and drops more until it truly fits; 0 exemplars leaves the query alone."""
+    piece_ids = vocab.encode_batch(list(shots), num_threads=1)
+    k, used = 0, len(query_ids)
+    for ids in piece_ids:
+        if used + len(ids) + 1 > budget:
+            break
+        used += len(ids) + 1
+        k += 1
+    while k > 0:
+        ids = vocab.encode_batch([assemble_few_shot(shots[:k], query, few_shot)], num_threads=1)[0]
+        if len(ids) <= budget:
+            return ids, k
+        k -= 1
+    return query_ids, 0

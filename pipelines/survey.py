@@ -12,12 +12,15 @@ from typing import Mapping
 
 import apache_beam as beam
 
+from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import keyed_hash
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.mixtures import default_target, resolve_weights, sampling_rate
 from pipelines.plan import BuildPlan
-from pipelines.sampling import SamplingTable, TaskSampling, supported_settings
+from pipelines.sampling import SamplingTable, TaskSampling, Variant, choose_variant, fit_few_shot, supported_settings
+from pipelines.templates import compile_template, render
+from pipelines.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -76,35 +79,82 @@ class MergeSurvey(beam.CombineFn):
         return Survey(dict(sorted(counts.items())), dict(sorted(pools.items())))
 
 
-def sampling_table(survey: Survey, plan: BuildPlan) -> SamplingTable:
-    """Weights from the mixture and the measured sizes, then per-task sampling rates and settings."""
+def tokens_per_example(task: str, pool, templates, settings, plan: BuildPlan, vocab: Vocabulary) -> float:
+    """Mean tokens (inputs + targets, with EOS, within the lengths) of the task's pool rows, each
+    rendered and fitted the way the build does it (prompt setting, template, few-shot exemplars)."""
+    samples = []  # (inputs, targets, exemplar texts, probability of this variant for its row)
+    for row_id, fields in pool:
+        # Average over the prompt settings (or templates) instead of sampling one: less noise.
+        if settings:
+            variants = [(choose_variant(templates, settings, pool, plan.few_shot, plan.seed, task, row_id, row_id, s), p)
+                        for s, p in settings]
+        else:
+            variants = [(Variant(t, t.prompt_setting), 1 / len(templates)) for t in templates]
+        for variant, p in variants:
+            compiled = compile_template(variant.template)
+            try:
+                inputs, targets = render(compiled, fields)
+                shots = tuple(plan.few_shot.target_separator.join(render(compiled, f)) for _, f in variant.exemplars)
+            except RenderError:
+                continue
+            samples.append((inputs, targets, shots, p))
+    if not samples:
+        return 0.0
+    ids = vocab.encode_batch([s[0] for s in samples] + [s[1] for s in samples], num_threads=1)
+    n, sizes = len(samples), []
+    for i, (inputs, _, shots, _) in enumerate(samples):
+        n_in = len(fit_few_shot(vocab, inputs, ids[i], shots, plan.inputs_length - 1, plan.few_shot)[0]) if shots else len(ids[i])
+        n_tg = len(ids[n + i])
+        if plan.layout == "decoder":
+            sizes.append(min(n_in + n_tg + 2, plan.decoder_length))
+        else:
+            sizes.append(min(n_in + 1, plan.inputs_length) + min(n_tg + 1, plan.targets_length))
+    weights = [s[3] for s in samples]
+    return sum(w * size for w, size in zip(weights, sizes)) / sum(weights)
+
+
+def sampling_table(survey: Survey, plan: BuildPlan, model_proto: bytes | None = None) -> SamplingTable:
+    """Weights from the mixture and the measured sizes, then per-task sampling rates and settings.
+    A token target becomes an example target: tokens / sum(weight x tokens per example)."""
     weights = resolve_weights(plan.mixture_spec, plan.catalog, survey.counts, set(plan.datasets))
+    pools = {task: tuple((r, f) for _, r, f in pool) for task, pool in survey.pools.items()}
+    settings = {
+        w.task: supported_settings(plan.datasets[w.task].templates, w.prompt_settings, len(pools.get(w.task, ())))
+        if w.prompt_settings else ()
+        for w in weights
+    }
+    per_example = None
     target = plan.target_examples or default_target(weights, survey.counts)
+    if plan.target_tokens:
+        vocab = Vocabulary(model_proto, plan.vocab_path)
+        per_example = {
+            w.task: tokens_per_example(w.task, pools.get(w.task, ()), plan.datasets[w.task].templates,
+                                       settings[w.task], plan, vocab)
+            for w in weights
+        }
+        mean = sum(w.weight * per_example[w.task] for w in weights)
+        target = max(1, round(plan.target_tokens / mean)) if mean else 0
     tasks = {}
     for w in weights:
-        pool = survey.pools.get(w.task, ())
-        templates = plan.datasets[w.task].templates
-        settings = supported_settings(templates, w.prompt_settings, len(pool)) if w.prompt_settings else ()
         count = survey.counts.get(w.task, 0)
         tasks[w.task] = TaskSampling(
-            w.task, w.collection, w.weight, count, sampling_rate(w.weight, count, target, plan.upsample), settings, w.path,
-            w.cap,
+            w.task, w.collection, w.weight, count, sampling_rate(w.weight, count, target, plan.upsample),
+            settings[w.task], w.path, w.cap,
         )
-    pools = {task: tuple((r, f) for _, r, f in pool) for task, pool in survey.pools.items()}
-    return SamplingTable(target, tasks, pools)
+    return SamplingTable(target, tasks, pools, plan.target_tokens, per_example)
 
 
 class SurveySources(beam.PTransform):
     """sources -> a single SamplingTable."""
 
-    def __init__(self, plan: BuildPlan):
+    def __init__(self, plan: BuildPlan, model_proto: bytes | None = None):
         super().__init__()
-        self.plan = plan
+        self.plan, self.model_proto = plan, model_proto
 
     def expand(self, sources):
         return (
             sources
             | "SurveyShards" >> beam.FlatMap(survey_shard, self.plan)
             | "MergeSurvey" >> beam.CombineGlobally(MergeSurvey(self.plan.pool_size))
-            | "SamplingTable" >> beam.Map(sampling_table, self.plan)
+            | "SamplingTable" >> beam.Map(sampling_table, self.plan, self.model_proto)
         )

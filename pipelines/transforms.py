@@ -165,22 +165,7 @@ class TokenizeBatchFn(beam.DoFn):
         self.vocab = Vocabulary(self.model_proto, self.plan.vocab_path)
 
     def _fit_few_shot(self, query: str, query_ids: list[int], shots: tuple[str, ...]) -> tuple[list[int], int]:
-        """(ids of the longest prompt that fits, exemplars kept). Estimates from per-piece counts,
-        then re-encodes the joined text and drops more exemplars until it truly fits."""
-        budget = self.plan.inputs_length - 1  # room for EOS
-        piece_ids = self.vocab.encode_batch(list(shots), num_threads=1)
-        k, used = 0, len(query_ids)
-        for ids in piece_ids:
-            if used + len(ids) + 1 > budget:
-                break
-            used += len(ids) + 1
-            k += 1
-        while k > 0:
-            ids = self.vocab.encode_batch([sampling.assemble_few_shot(shots[:k], query, self.plan.few_shot)], num_threads=1)[0]
-            if len(ids) <= budget:
-                return ids, k
-            k -= 1
-        return query_ids, 0
+        return sampling.fit_few_shot(self.vocab, query, query_ids, shots, self.plan.inputs_length - 1, self.plan.few_shot)
 
     def process(self, element):
         dataset, examples = element

@@ -170,3 +170,23 @@ def test_flan2022_recipe_resolves_over_the_whole_catalog(catalog):
     assert not [r.task for r in rows if any(h in r.task.lower() for h in held_out)]
     settings = {r.collection: dict(load_mixture(r.path.split("/")[1]).prompt_settings) for r in rows}
     assert settings["flan2021"] == {"zs_opt": 0.25, "zs_noopt": 0.25, "fs_opt": 0.25, "fs_noopt": 0.25}
+
+
+def test_a_token_target_is_met_within_a_few_percent(tmp_path, vocab):
+    """target: {tokens: N}: sizes in tokens are measured on each task's pool, rendered (few-shot
+    included) and tokenized as the build does, then turned into an example target."""
+    sizes = {"a": ("cot", 3000), "b": ("cot", 400), "n": ("niv2", 1200)}
+    cat_dir, tpl_dir = make_project(tmp_path, sizes)
+    mix = write(tmp_path / "tok.yaml", "schema_version: 1\nname: tok\nsequence_length: {inputs: 64, targets: 16}\n"
+                "target: {tokens: 120000}\nprompt_settings: {zs_noopt: 0.5, fs_noopt: 0.5}\n"
+                "few_shot: {max_exemplars: 2, pool_size: 64}\n"
+                "members: [{collection: cot, rate: 0.7}, {collection: niv2, rate: 0.3}]\n")
+    assert load_mixture(mix).target_tokens == 120000
+    out = tmp_path / "out"
+    build_corpus(out, load_catalog(cat_dir), load_templates(tpl_dir), vocab, mixture=str(mix), num_shards=1)
+    mixing = json.loads((out / "manifest.json").read_text())["mixing"]
+    assert mixing["target_tokens"] == 120000
+    assert abs(mixing["realized_tokens"] - 120000) / 120000 < 0.05, mixing["realized_tokens"]
+    assert set(mixing["tokens_per_example_estimate"]) == {"a", "b", "n"}
+    for name, share in mixing["collections"].items():
+        assert abs(share["realized_share"] - share["target_share"]) < 0.01, (name, share)
