@@ -16,3 +16,10 @@ def keyed_hash(seed: int, purpose: str, *parts: str) -> int:
 
 def keyed_choice(n: int, seed: int, purpose: str, *parts: str) -> int:
     return keyed_hash(seed, purpose, *parts) % n
+
+
+def placement(seed: int, num_shards: int, dataset: str, key: str) -> tuple[int, int]:
+    """(output shard, order within it) of one example: a single keyed hash gives both, so every
+    output format (packed or text) puts an example in the same shard at the same place."""
+    order = keyed_hash(seed, "order", dataset, key)
+    return order % num_shards, order

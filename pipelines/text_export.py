@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines import sampling, writers
-from pipelines.hashing import keyed_choice, keyed_hash
+from pipelines.hashing import placement
 from pipelines.plan import BuildPlan
 from pipelines.stats import Report
 
@@ -59,8 +59,7 @@ def key_by_shard(element, plan: BuildPlan) -> Iterator[tuple[int, list]]:
     for rendered in examples:
         record = text_record(plan, dataset, rendered)
         key = record["row_id"]
-        shard = keyed_choice(plan.num_shards, plan.seed, "shard", dataset, key)
-        order = keyed_hash(plan.seed, "order", dataset, key)
+        shard, order = placement(plan.seed, plan.num_shards, dataset, key)
         by_shard.setdefault(shard, []).append((order, record["id"], text_line(record)))
     yield from by_shard.items()
 

@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 from pipelines import sampling, spill, writers
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
-from pipelines.hashing import keyed_choice, keyed_hash
+from pipelines.hashing import placement
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.packing import LAYOUT_DECODER, TokenizedExample, fit_example, pack_layout
 from pipelines.plan import BuildPlan
@@ -196,10 +196,7 @@ class TokenizeBatchFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "tokenize", reason))
                     continue
                 counts[("truncated", dataset)] += 1
-            # One keyed hash places the example: its shard (the hash mod the shard count) and its
-            # place in that shard (the hash itself).
-            order = keyed_hash(plan.seed, "order", dataset, key)
-            shard = order % plan.num_shards
+            shard, order = placement(plan.seed, plan.num_shards, dataset, key)
             by_shard.setdefault(shard, []).append(
                 (order, inputs.tobytes(), targets.tobytes(), f"{dataset}|{template_id}|{setting}|{key}")
             )
