@@ -78,6 +78,7 @@ def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datase
             "exemplars_per_prompt": dict(sorted(k_dist.items(), key=lambda kv: int(kv[0]))),
             "fell_back_to_zero_shot": sum(v for k, v in c.items() if k[0] == "fewshot_fell_back_to_zero_shot"),
             "exemplars_dropped_for_length": sum(v for k, v in c.items() if k[0] == "fewshot_exemplars_dropped"),
+            "exemplars_not_renderable": sum(v for k, v in c.items() if k[0] == "exemplar_render_failed"),
             "config": {"min_exemplars": plan.few_shot.min_exemplars, "max_exemplars": plan.few_shot.max_exemplars,
                        "pool_size": plan.pool_size},
         },

@@ -16,6 +16,17 @@ class Report:
     files: tuple[WrittenFile, ...] = ()
 
 
+def count_example(counts: Counter, provenance: str) -> str:
+    """Count one written example by its provenance `dataset|template_id|setting|row_id` (the same
+    counters for every output format); returns the dataset."""
+    dataset, template_id, setting, _ = provenance.split("|", 3)
+    counts[("examples", dataset)] += 1
+    counts[("template", template_id)] += 1
+    counts[("setting", setting)] += 1
+    counts[("task_setting", dataset, setting)] += 1
+    return dataset
+
+
 class MergeReports(beam.CombineFn):
     def create_accumulator(self):
         return Counter(), []

@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from pipelines import sampling, writers
 from pipelines.hashing import placement
 from pipelines.plan import BuildPlan
-from pipelines.stats import Report
+from pipelines.stats import Report, count_example
 
 TEXT_DIR = "jsonl"
 NAMESPACE = "flanmix"
@@ -75,11 +75,7 @@ def text_report(lines: list[str], files) -> Report:
     counts: Counter = Counter()
     counts[("rows",)] += len(lines)
     for line in lines:
-        dataset, template_id, setting, _ = json.loads(line)["id"].split("|", 3)
-        counts[("examples", dataset)] += 1
-        counts[("template", template_id)] += 1
-        counts[("setting", setting)] += 1
-        counts[("task_setting", dataset, setting)] += 1
+        count_example(counts, json.loads(line)["id"])
     return Report(dict(counts), tuple(files))
 
 

@@ -25,7 +25,7 @@ from pipelines.loaders import SourceShard, get_loader
 from pipelines.packing import LAYOUT_DECODER, TokenizedExample, fit_example, pack_layout
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable
-from pipelines.stats import Report
+from pipelines.stats import Report, count_example
 from pipelines.templates import compile_template, render
 from pipelines.vocab import Vocabulary
 
@@ -85,7 +85,6 @@ class RenderBatchFn(beam.DoFn):
             name: {t.id: compile_template(t) for t in ds.templates} for name, ds in self.plan.datasets.items()
         }
         self.rendered = Metrics.counter(NAMESPACE, "rendered")
-        self.failed = Metrics.counter(NAMESPACE, "dead_letter")
 
     def process(self, element, table: SamplingTable):
         dataset, rows = element
@@ -303,11 +302,7 @@ def shard_report(rows, files, plan: BuildPlan) -> Report:
         if "loss_mask" in a:
             counts[("loss_tokens",)] += int(np.count_nonzero(a["loss_mask"]))
         for seg, prov in enumerate(row.provenance, start=1):
-            dataset, template_id, setting, _ = prov.split("|", 3)
-            counts[("examples", dataset)] += 1
-            counts[("template", template_id)] += 1
-            counts[("setting", setting)] += 1
-            counts[("task_setting", dataset, setting)] += 1
+            dataset = count_example(counts, prov)
             counts[("inputs_tokens", dataset)] += int(in_len[seg])
             counts[("targets_tokens", dataset)] += int(tg_len[seg])
     return Report(dict(counts), tuple(files))
