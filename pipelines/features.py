@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines import resources
-from pipelines.packing import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUT_FEATURES, LAYOUTS, PackedRow
-from pipelines.tf_example import serialize_example
+from pipelines.packing import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUT_FEATURES, LAYOUTS, PackedBatch
+from pipelines.tf_example import serialize_examples
 
 FEATURE_SPEC_FILE = {LAYOUT_ENCDEC: "packed_encdec.features.json", LAYOUT_DECODER: "packed_decoder.features.json"}
 TEXT_EXPORT_SCHEMA_FILE = "text_export.schema.json"
@@ -63,27 +63,32 @@ def arrow_schema(layout: str = LAYOUT_ENCDEC) -> pa.Schema:
     return pa.schema(fields, metadata={"flanmix.layout": layout})
 
 
-def to_tf_example(row: PackedRow) -> bytes:
-    return serialize_example(
-        dict(row.arrays),
-        {"provenance": [p.encode("utf-8") for p in row.provenance]},
+def to_tf_examples(batch: PackedBatch) -> list[bytes]:
+    """One serialized tf.train.Example per row: every int feature as int64_list, provenance as bytes_list."""
+    return serialize_examples(
+        {name: batch.arrays[name] for name in int_features(batch.layout)},
+        {"provenance": [[p.encode("utf-8") for p in row] for row in batch.provenance]},
     )
 
 
-def _int_lists(values: list) -> pa.Array:
-    """list<int32> from per-row int32 arrays: one concatenation plus offsets, not a conversion per row."""
-    lengths = np.fromiter((len(v) for v in values), np.int32, len(values))
-    offsets = np.zeros(len(values) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(values).astype(np.int32, copy=False) if values else np.zeros(0, np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
+def _int_lists(matrix: np.ndarray) -> pa.Array:
+    """list<int32> over the rows of a (rows, length) matrix, sharing its memory (fixed offsets)."""
+    rows, length = matrix.shape
+    offsets = np.arange(rows + 1, dtype=np.int32) * length
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.astype(np.int32, copy=False).ravel()))
 
 
-def to_arrow_table(rows: list[PackedRow], layout: str = LAYOUT_ENCDEC) -> pa.Table:
-    names = int_features(layout)
-    arrays = [_int_lists([r.arrays[name] for r in rows]) for name in names]
-    arrays.append(pa.array([list(r.provenance) for r in rows], type=pa.list_(pa.string())))
-    return pa.Table.from_arrays(arrays, schema=arrow_schema(layout))
+def to_arrow_table(batches: list[PackedBatch], layout: str = LAYOUT_ENCDEC) -> pa.Table:
+    """One table over the batches' rows in order, with the declared schema (also when there are none)."""
+    schema = arrow_schema(layout)
+    tables = []
+    for batch in batches:
+        if batch.layout != layout:
+            raise ValueError(f"a {batch.layout} batch in a {layout} table")
+        arrays = [_int_lists(batch.arrays[name]) for name in int_features(layout)]
+        arrays.append(pa.array([list(p) for p in batch.provenance], type=pa.list_(pa.string())))
+        tables.append(pa.Table.from_arrays(arrays, schema=schema))
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def feature_description(layout: str, sequence_length: Mapping[str, int]):

@@ -168,30 +168,119 @@ def pack_bins(
     yield from close(np.ones(state["open"], bool))
 
 
-# --- encoder-decoder rows ------------------------------------------------------------------------
+# --- assembling rows ------------------------------------------------------------------------------
 
-def _fill(length: int, pieces: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tokens = np.zeros(length, np.int32)
-    segments = np.zeros(length, np.int32)
-    positions = np.zeros(length, np.int32)
-    offset = 0
-    for seg, ids in enumerate(pieces, start=1):
-        n = len(ids)
-        tokens[offset:offset + n] = ids
-        segments[offset:offset + n] = seg
-        positions[offset:offset + n] = np.arange(n, dtype=np.int32)
-        offset += n
-    return tokens, segments, positions
+@dataclass(frozen=True)
+class PackedBatch:
+    """Many packed rows of one layout as columns: each feature a (rows, length) int32 matrix.
+
+    The build packs and writes a shard as one batch so the rows are laid out, encoded for TFRecord
+    and handed to Arrow with whole-array operations instead of per-row ones. `segment_tokens` holds
+    the (inputs, targets) token count of every segment in row order, the same order as the
+    flattened provenance."""
+
+    layout: str
+    arrays: dict  # feature name -> np.ndarray[int32] of shape (rows, length)
+    provenance: tuple[tuple[str, ...], ...]
+    segment_tokens: np.ndarray  # int64 (segments, 2)
+
+    def __len__(self) -> int:
+        return len(self.provenance)
+
+    def rows(self) -> Iterator[PackedRow]:
+        for r, provenance in enumerate(self.provenance):
+            yield PackedRow({name: a[r] for name, a in self.arrays.items()}, provenance)
 
 
-def _encdec_row(examples: list[TokenizedExample], inputs_length: int, targets_length: int) -> PackedRow:
-    arrays = {}
-    for side, length in (("inputs", inputs_length), ("targets", targets_length)):
-        tokens, segments, positions = _fill(length, [getattr(ex, side) for ex in examples])
-        arrays[side] = tokens
-        arrays[f"{side}_segment_ids"] = segments
-        arrays[f"{side}_positions"] = positions
-    return PackedRow(arrays, tuple(ex.provenance for ex in examples))
+def _lay_out(groups: Sequence[Sequence[np.ndarray]], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens, segment ids and positions matrices for rows made of `groups` of token arrays, each
+    piece starting where the previous one ended; also the piece each token slot holds (-1: pad)."""
+    counts = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+    pieces = [piece for group in groups for piece in group]
+    sizes = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
+    rows = len(groups)
+    tokens = np.zeros((rows, length), np.int32)
+    segments = np.zeros((rows, length), np.int32)
+    positions = np.zeros((rows, length), np.int32)
+    owner = np.full((rows, length), -1, np.int64)
+    if not pieces:
+        return tokens, segments, positions, owner
+    first = np.cumsum(counts) - counts  # index of each row's first piece
+    row_of = np.repeat(np.arange(rows), counts)
+    segment = np.arange(len(pieces)) - first[row_of] + 1
+    start = np.cumsum(sizes) - sizes  # where each piece begins in the flat token stream
+    offset = start - start[first][row_of]  # where each piece begins in its row
+    piece_of = np.repeat(np.arange(len(pieces)), sizes)
+    position = np.arange(int(sizes.sum())) - start[piece_of]
+    slot = row_of[piece_of] * length + offset[piece_of] + position
+    tokens.ravel()[slot] = np.concatenate(pieces)
+    segments.ravel()[slot] = segment[piece_of]
+    positions.ravel()[slot] = position
+    owner.ravel()[slot] = piece_of
+    return tokens, segments, positions, owner
+
+
+def assemble_batch(groups: Sequence[Sequence[TokenizedExample]], layout: str, inputs_length: int,
+                   targets_length: int = 0, decoder_length: int = 0) -> PackedBatch:
+    """The rows holding `groups` of examples (one group per row, segments in group order)."""
+    provenance = tuple(tuple(ex.provenance for ex in group) for group in groups)
+    examples = [ex for group in groups for ex in group]
+    segment_tokens = np.array([(len(ex.inputs), len(ex.targets)) for ex in examples], np.int64).reshape(-1, 2)
+    if layout == LAYOUT_ENCDEC:
+        arrays = {}
+        for side, length in (("inputs", inputs_length), ("targets", targets_length)):
+            tokens, segments, positions, _ = _lay_out([[getattr(ex, side) for ex in g] for g in groups], length)
+            arrays.update({side: tokens, f"{side}_segment_ids": segments, f"{side}_positions": positions})
+    elif layout == LAYOUT_DECODER:
+        tokens, segments, positions, owner = _lay_out(
+            [[np.concatenate([ex.inputs, ex.targets]) for ex in g] for g in groups], decoder_length)
+        inputs_size = np.append(segment_tokens[:, 0], 0)  # owner -1 (pad) reads the 0 at the end
+        loss = ((owner >= 0) & (positions >= inputs_size[owner])).astype(np.int32)
+        arrays = {"targets": tokens, "targets_segment_ids": segments, "targets_positions": positions, "loss_mask": loss}
+    else:
+        raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
+    return PackedBatch(layout, arrays, provenance, segment_tokens)
+
+
+ROWS_PER_BATCH = 1024
+
+
+def pack_batches(
+    examples: Iterable[TokenizedExample],
+    layout: str,
+    inputs_length: int,
+    targets_length: int,
+    decoder_length: int = 0,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    rows_per_batch: int = ROWS_PER_BATCH,
+) -> Iterator[PackedBatch]:
+    """Pack `examples` (each already within its budget, see `fit_example`) into rows of `layout`,
+    yielded as batches of up to `rows_per_batch` rows in emission order."""
+    if layout == LAYOUT_ENCDEC:
+        def size(ex: TokenizedExample) -> tuple[int, int]:
+            n_in, n_tg = len(ex.inputs), len(ex.targets)
+            if n_in > inputs_length or n_tg > targets_length:
+                raise ValueError(f"{ex.provenance}: example of {n_in}/{n_tg} tokens exceeds {inputs_length}/{targets_length}")
+            return n_in, n_tg
+        capacity: tuple[int, ...] = (inputs_length, targets_length)
+    elif layout == LAYOUT_DECODER:
+        def size(ex: TokenizedExample) -> tuple[int, int]:
+            n = len(ex.inputs) + len(ex.targets)
+            if n > decoder_length:
+                raise ValueError(f"{ex.provenance}: example of {len(ex.inputs)}+{len(ex.targets)} tokens exceeds {decoder_length}")
+            return (n,)
+        capacity = (decoder_length,)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
+    groups: list[list[TokenizedExample]] = []
+    for group in pack_bins(examples, size, capacity, buffer_size, max_open_rows):
+        groups.append(group)
+        if len(groups) >= rows_per_batch:
+            yield assemble_batch(groups, layout, inputs_length, targets_length, decoder_length)
+            groups = []
+    if groups:
+        yield assemble_batch(groups, layout, inputs_length, targets_length, decoder_length)
 
 
 def pack_examples(
@@ -202,28 +291,8 @@ def pack_examples(
     buffer_size: int = DEFAULT_BUFFER_SIZE,
 ) -> Iterator[PackedRow]:
     """Yield encoder-decoder rows; every example must already fit its budget (see `fit_to_length`)."""
-    def size(ex: TokenizedExample) -> tuple[int, int]:
-        n_in, n_tg = len(ex.inputs), len(ex.targets)
-        if n_in > inputs_length or n_tg > targets_length:
-            raise ValueError(f"{ex.provenance}: example of {n_in}/{n_tg} tokens exceeds {inputs_length}/{targets_length}")
-        return n_in, n_tg
-
-    for group in pack_bins(examples, size, (inputs_length, targets_length), buffer_size, max_open_rows):
-        yield _encdec_row(group, inputs_length, targets_length)
-
-
-# --- decoder-only rows ---------------------------------------------------------------------------
-
-def _decoder_row(examples: list[TokenizedExample], length: int) -> PackedRow:
-    tokens, segments, positions = _fill(length, [np.concatenate([ex.inputs, ex.targets]) for ex in examples])
-    loss = np.zeros(length, np.int32)
-    offset = 0
-    for ex in examples:
-        offset += len(ex.inputs)
-        loss[offset:offset + len(ex.targets)] = 1
-        offset += len(ex.targets)
-    arrays = {"targets": tokens, "targets_segment_ids": segments, "targets_positions": positions, "loss_mask": loss}
-    return PackedRow(arrays, tuple(ex.provenance for ex in examples))
+    for batch in pack_batches(examples, LAYOUT_ENCDEC, inputs_length, targets_length, 0, max_open_rows, buffer_size):
+        yield from batch.rows()
 
 
 def pack_decoder_examples(
@@ -233,14 +302,8 @@ def pack_decoder_examples(
     buffer_size: int = DEFAULT_BUFFER_SIZE,
 ) -> Iterator[PackedRow]:
     """Yield decoder-only rows of `length`: each example is its inputs then its targets (see `fit_decoder`)."""
-    def size(ex: TokenizedExample) -> tuple[int]:
-        n = len(ex.inputs) + len(ex.targets)
-        if n > length:
-            raise ValueError(f"{ex.provenance}: example of {len(ex.inputs)}+{len(ex.targets)} tokens exceeds {length}")
-        return (n,)
-
-    for group in pack_bins(examples, size, (length,), buffer_size, max_open_rows):
-        yield _decoder_row(group, length)
+    for batch in pack_batches(examples, LAYOUT_DECODER, 0, 0, length, max_open_rows, buffer_size):
+        yield from batch.rows()
 
 
 def pack_layout(

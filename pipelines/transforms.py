@@ -22,7 +22,7 @@ from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import placement
 from pipelines.loaders import SourceShard, get_loader
-from pipelines.packing import LAYOUT_DECODER, TokenizedExample, fit_example, pack_layout
+from pipelines.packing import LAYOUT_DECODER, PackedBatch, TokenizedExample, fit_example, pack_batches
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable
 from pipelines.stats import Report, count_example
@@ -252,10 +252,10 @@ class PackShardFn(beam.DoFn):
         shard, batches = element
         examples = order_shard(batches)
         plan = self.plan
-        rows = list(pack_layout(examples, plan.layout, plan.inputs_length, plan.targets_length, plan.decoder_length,
-                                buffer_size=plan.pack_buffer))
-        Metrics.counter(NAMESPACE, "packed_rows").inc(len(rows))
-        yield shard, rows
+        batches = list(pack_batches(examples, plan.layout, plan.inputs_length, plan.targets_length,
+                                    plan.decoder_length, buffer_size=plan.pack_buffer))
+        Metrics.counter(NAMESPACE, "packed_rows").inc(sum(len(b) for b in batches))
+        yield shard, batches
 
 
 class Pack(beam.PTransform):
@@ -280,31 +280,21 @@ class Pack(beam.PTransform):
 
 # --- WriteCorpus ---------------------------------------------------------------------------------
 
-def segment_lengths(arrays: dict, num_segments: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs and targets tokens of each segment (index 1..n) in a row of either layout."""
-    if "loss_mask" in arrays:  # decoder: one sequence, the loss mask tells targets from inputs
-        seg, loss = arrays["targets_segment_ids"], arrays["loss_mask"]
-        tg = np.bincount(seg, weights=loss, minlength=num_segments + 1).astype(np.int64)
-        return np.bincount(seg, minlength=num_segments + 1) - tg, tg
-    return (np.bincount(arrays["inputs_segment_ids"], minlength=num_segments + 1),
-            np.bincount(arrays["targets_segment_ids"], minlength=num_segments + 1))
-
-
-def shard_report(rows, files, plan: BuildPlan) -> Report:
+def shard_report(batches: list[PackedBatch], files, plan: BuildPlan) -> Report:
     counts: Counter = Counter()
-    counts[("rows",)] += len(rows)
-    for row in rows:
-        a = row.arrays
-        in_len, tg_len = segment_lengths(a, len(row.provenance))
+    for batch in batches:
+        a = batch.arrays
+        counts[("rows",)] += len(batch)
         if "inputs_segment_ids" in a:
             counts[("inputs_nonpad",)] += int(np.count_nonzero(a["inputs_segment_ids"]))
         counts[("targets_nonpad",)] += int(np.count_nonzero(a["targets_segment_ids"]))
         if "loss_mask" in a:
             counts[("loss_tokens",)] += int(np.count_nonzero(a["loss_mask"]))
-        for seg, prov in enumerate(row.provenance, start=1):
+        tokens = batch.segment_tokens.tolist()
+        for (n_in, n_tg), prov in zip(tokens, (p for row in batch.provenance for p in row)):
             dataset = count_example(counts, prov)
-            counts[("inputs_tokens", dataset)] += int(in_len[seg])
-            counts[("targets_tokens", dataset)] += int(tg_len[seg])
+            counts[("inputs_tokens", dataset)] += n_in
+            counts[("targets_tokens", dataset)] += n_tg
     return Report(dict(counts), tuple(files))
 
 
@@ -313,21 +303,22 @@ class WriteShardFn(beam.DoFn):
         self.plan, self.output_dir = plan, output_dir
 
     def process(self, element):
-        shard, rows = element
+        shard, batches = element
+        num_rows = sum(len(b) for b in batches)
         prefix = f"{self.plan.mixture}-{self.plan.split}"
         n = self.plan.num_shards
         # Parquet encoding releases the GIL (Arrow's C++), so it overlaps the TFRecord serialization.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            parquet = pool.submit(writers.parquet_bytes, rows, self.plan.layout)
-            tfrecord = writers.tfrecord_bytes(rows)
+            parquet = pool.submit(writers.parquet_bytes, batches, self.plan.layout)
+            tfrecord = writers.tfrecord_bytes(batches)
             files = [
                 writers.write_file(self.output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"),
-                                   tfrecord, len(rows)),
+                                   tfrecord, num_rows),
                 writers.write_file(self.output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"),
-                                   parquet.result(), len(rows)),
+                                   parquet.result(), num_rows),
             ]
-        Metrics.counter(NAMESPACE, "written_rows").inc(len(rows))
-        report = shard_report(rows, files, self.plan)
+        Metrics.counter(NAMESPACE, "written_rows").inc(num_rows)
+        report = shard_report(batches, files, self.plan)
         for key, count in report.counts.items():  # per-dataset progress: examples written
             if key[0] == "examples":
                 Metrics.counter(NAMESPACE, f"written/{key[1]}").inc(count)

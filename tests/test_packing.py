@@ -211,3 +211,22 @@ def test_fit_example_and_pack_layout_dispatch_on_layout():
     assert "inputs" in next(pack_layout(exs, "encdec", 8, 4)).arrays
     with pytest.raises(ValueError, match="unknown layout"):
         list(pack_layout(exs, "prefix", 8, 4))
+
+
+def test_batches_hold_the_same_rows_however_they_are_split():
+    from pipelines.packing import pack_batches
+
+    rng = np.random.default_rng(3)
+    examples = [ex(int(rng.integers(2, 90)), int(rng.integers(2, 30)), f"e{i}") for i in range(300)]
+    for layout, args in (("encdec", (128, 32, 0)), ("decoder", (0, 0, 128))):
+        whole = list(pack_batches(examples, layout, *args, rows_per_batch=10_000))
+        split = list(pack_batches(examples, layout, *args, rows_per_batch=7))
+        assert len(whole) == 1 and len(split) == -(-len(whole[0]) // 7)
+        rows = [r for b in split for r in b.rows()]
+        assert [r.provenance for r in rows] == [r.provenance for r in whole[0].rows()]
+        for name, matrix in whole[0].arrays.items():
+            assert np.array_equal(np.stack([r.arrays[name] for r in rows]), matrix)
+        # segment_tokens lists each segment's (inputs, targets) sizes in provenance order
+        by_tag = {e.provenance: (len(e.inputs), len(e.targets)) for e in examples}
+        flat = [p for r in rows for p in r.provenance]
+        assert np.concatenate([b.segment_tokens for b in split]).tolist() == [list(by_tag[p]) for p in flat]
