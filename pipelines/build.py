@@ -17,14 +17,14 @@ from __future__ import annotations
 import os
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines import publish, resources, text_export, transforms
 from pipelines.errors import FlanmixError
 from pipelines.plan import BuildPlan
 from pipelines.stats import MergeReports
 from pipelines.survey import SurveySources
-from pipelines.transforms import DEAD_LETTER, STATS
+from pipelines.transforms import DEAD_LETTER, STATS, dead_letter_report, finish_corpus
 
 LOCAL_RUNNER = "FnApiRunner"  # Beam's direct runner without the Prism download attempt
 
@@ -32,14 +32,27 @@ LOCAL_RUNNER = "FnApiRunner"  # Beam's direct runner without the Prism download 
 def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, output_dir: str, num_threads: int = -1,
               overwrite: bool = False, spill: bool | None = None):
     """Wire the job. `spill` (default: on the local runner only) sends the tokenized examples through
-    sorted run files instead of the shuffle, see `pipelines.spill`."""
+    sorted run files instead of the shuffle, see `pipelines.spill`.
+
+    With one local worker nothing runs in parallel, so the job leaves out what only spreads work
+    over workers (the reshuffles after listing the sources and before verifying the files): fewer
+    stages, and each stage costs the local runner a bundle set-up."""
+    if not plan.sources:
+        raise FlanmixError(f"mixture {plan.mixture}: its datasets list no source files; nothing to build")
     staging = publish.staging_dir(output_dir, plan)
+    runner = str(pipeline.options.view_as(StandardOptions).runner or LOCAL_RUNNER)
+    local = is_local(["--runner", runner])
+    parallel = not local or (pipeline.options.view_as(DirectOptions).direct_num_workers or 1) > 1
     if spill is None:
-        spill = is_local(["--runner", str(pipeline.options.view_as(StandardOptions).runner or LOCAL_RUNNER)])
+        spill = local
     # Two listings of the sources, not one shared: the survey must finish before rendering starts, and
     # sharing would tie reading to the survey's stage and force every row to be encoded between stages.
-    table = pipeline | "ListSourcesToSurvey" >> beam.Create(list(plan.sources)) | "SurveySources" >> SurveySources(plan, model_proto)
-    sources = pipeline | "ListSources" >> beam.Create(list(plan.sources))
+    table = (
+        pipeline
+        | "ListSourcesToSurvey" >> beam.Create(list(plan.sources), reshuffle=parallel)
+        | "SurveySources" >> SurveySources(plan, model_proto)
+    )
+    sources = pipeline | "ListSources" >> beam.Create(list(plan.sources), reshuffle=parallel)
     read = sources | "ReadSources" >> transforms.ReadSources()
     rendered = read.rows | "RenderTemplates" >> transforms.RenderTemplates(plan, table)
     if plan.output_format == "jsonl":  # the rendered text, unpacked (pipelines.text_export)
@@ -50,16 +63,18 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         packed = tokenized.tokenized | "Pack" >> transforms.Pack(plan, spill_dir=staging if spill else None)
         shard_reports = packed | "WriteCorpus" >> transforms.WriteCorpus(plan, staging)
         stages = (rendered, tokenized)
-    dead_reports = (
+    dead_letters = (
         tuple(stage[DEAD_LETTER] for stage in stages)
         | "CollectDeadLetters" >> beam.Flatten()
-        | "WriteDeadLetters" >> transforms.WriteDeadLetters(staging)
+        | "DeadLetterReports" >> beam.Map(dead_letter_report)
     )
     return (
-        (read[STATS], *(stage[STATS] for stage in stages), shard_reports, dead_reports)
+        (read[STATS], *(stage[STATS] for stage in stages), shard_reports, dead_letters)
         | "CollectReports" >> beam.Flatten()
-        | "MergeReports" >> beam.CombineGlobally(MergeReports())
-        | "Publish" >> publish.Publish(plan, output_dir, staging, overwrite, table)
+        # Every source reports what it read, so there is always an input: no default to inject.
+        | "MergeReports" >> beam.CombineGlobally(MergeReports()).without_defaults()
+        | "FinishCorpus" >> beam.Map(finish_corpus, plan, staging)
+        | "Publish" >> publish.Publish(plan, output_dir, staging, overwrite, table, verify_in_parallel=parallel)
     )
 
 

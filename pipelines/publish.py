@@ -332,15 +332,24 @@ def commit(report, verified: int, plan, output_dir: str, staging: str, overwrite
 
 
 class Publish(beam.PTransform):
-    """merged Report -> verify every staged file in parallel -> commit (moves, then manifest.json).
+    """merged Report -> verify every staged file -> commit (moves, then manifest.json).
 
-    `table` (optional) is a PCollection passed to `manifest.write_manifest` as a side input."""
+    `table` (optional) is a PCollection passed to `manifest.write_manifest` as a side input.
+    `verify_in_parallel` spreads the files over the workers (a reshuffle and a count); a job with one
+    local worker verifies them in the commit step instead, two shuffles fewer."""
 
-    def __init__(self, plan, output_dir: str, staging: str, overwrite: bool = False, table=None):
+    def __init__(self, plan, output_dir: str, staging: str, overwrite: bool = False, table=None,
+                 verify_in_parallel: bool = True):
         super().__init__()
         self.plan, self.output_dir, self.staging, self.overwrite, self.table = plan, output_dir, staging, overwrite, table
+        self.verify_in_parallel = verify_in_parallel
 
     def expand(self, report):
+        side = [beam.pvalue.AsSingleton(self.table)] if self.table is not None else []
+        if not self.verify_in_parallel:
+            return report | "VerifyAndCommit" >> beam.Map(
+                _verify_and_commit, self.plan, self.output_dir, self.staging, self.overwrite, *side
+            )
         verified = (
             report
             | "ListStaged" >> beam.FlatMap(_files_of)
@@ -348,7 +357,6 @@ class Publish(beam.PTransform):
             | "VerifyStaged" >> beam.Map(verify_file_counted, self.staging)
             | "CountVerified" >> beam.CombineGlobally(sum)
         )
-        side = [beam.pvalue.AsSingleton(self.table)] if self.table is not None else []
         return report | "Commit" >> beam.Map(
             _commit, beam.pvalue.AsSingleton(verified), self.plan, self.output_dir, self.staging, self.overwrite, *side
         )
@@ -365,4 +373,9 @@ def verify_file_counted(written: WrittenFile, staging: str) -> int:
 
 
 def _commit(report, verified, plan, output_dir, staging, overwrite, table=None):
+    return commit(report, verified, plan, output_dir, staging, overwrite, table)
+
+
+def _verify_and_commit(report, plan, output_dir, staging, overwrite, table=None):
+    verified = sum(verify_file_counted(f, staging) for f in report.files)
     return commit(report, verified, plan, output_dir, staging, overwrite, table)

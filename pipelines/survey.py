@@ -155,6 +155,7 @@ class SurveySources(beam.PTransform):
         return (
             sources
             | "SurveyShards" >> beam.FlatMap(survey_shard, self.plan)
-            | "MergeSurvey" >> beam.CombineGlobally(MergeSurvey(self.plan.pool_size))
+            # survey_shard yields for every source and a plan has at least one: no default needed
+            | "MergeSurvey" >> beam.CombineGlobally(MergeSurvey(self.plan.pool_size)).without_defaults()
             | "SamplingTable" >> beam.Map(sampling_table, self.plan, self.model_proto)
         )

@@ -79,31 +79,40 @@ def text_report(lines: list[str], files) -> Report:
     return Report(dict(counts), tuple(files))
 
 
+def shard_path(plan: BuildPlan, shard: int) -> str:
+    return f"{TEXT_DIR}/" + writers.shard_name(f"{plan.mixture}-{plan.split}", shard, plan.num_shards, ".jsonl")
+
+
+def write_text_shard(shard: int, batches, plan: BuildPlan, output_dir: str) -> Report:
+    """Write one shard's JSONL file (an empty file for no batches); its Report."""
+    lines = shard_lines(batches)
+    written = writers.write_file(output_dir, shard_path(plan, shard), "".join(lines).encode("utf-8"), len(lines))
+    return text_report(lines, [written])
+
+
 class WriteTextShardFn(beam.DoFn):
     def __init__(self, plan: BuildPlan, output_dir: str):
         self.plan, self.output_dir = plan, output_dir
 
     def process(self, element):
         shard, batches = element
-        lines = shard_lines(batches)
-        name = writers.shard_name(f"{self.plan.mixture}-{self.plan.split}", shard, self.plan.num_shards, ".jsonl")
-        written = writers.write_file(self.output_dir, f"{TEXT_DIR}/{name}", "".join(lines).encode("utf-8"), len(lines))
-        Metrics.counter(NAMESPACE, "written_rows").inc(len(lines))
-        yield text_report(lines, [written])
+        report = write_text_shard(shard, batches, self.plan, self.output_dir)
+        Metrics.counter(NAMESPACE, "written_rows").inc(report.counts.get(("rows",), 0))
+        yield report
 
 
 class WriteText(beam.PTransform):
-    """Rendered batches -> one JSONL file per output shard (every shard file exists, even if empty)."""
+    """Rendered batches -> one JSONL file per output shard that receives rows (`transforms.finish_corpus`
+    writes the empty files of the others)."""
 
     def __init__(self, plan: BuildPlan, output_dir: str):
         super().__init__()
         self.plan, self.output_dir = plan, output_dir
 
     def expand(self, rendered):
-        everyone = rendered.pipeline | "AllTextShards" >> beam.Create([(i, None) for i in range(self.plan.num_shards)])
         return (
-            (rendered | "KeyByShard" >> beam.FlatMap(key_by_shard, self.plan), everyone)
-            | "Merge" >> beam.Flatten()
+            rendered
+            | "KeyByShard" >> beam.FlatMap(key_by_shard, self.plan)
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteTextShard" >> beam.ParDo(WriteTextShardFn(self.plan, self.output_dir))
         )

@@ -218,11 +218,6 @@ class Tokenize(beam.PTransform):
 
 # --- Pack ----------------------------------------------------------------------------------------
 
-def _all_shards(pipeline_root, count: int, label: str):
-    """One (shard, None) per shard index, so every shard file exists even when it gets no rows."""
-    return pipeline_root | label >> beam.Create([(i, None) for i in range(count)])
-
-
 def shard_order_key(item) -> tuple:
     """(order hash, provenance): a total order of a shard's items."""
     return item[0], item[3]
@@ -259,7 +254,8 @@ class PackShardFn(beam.DoFn):
 
 
 class Pack(beam.PTransform):
-    """`spill_dir`: spill the examples to sorted run files there (`pipelines.spill`) so the shuffle
+    """Shards that receive no examples get no element here; `finish_corpus` writes their (empty)
+    files once the job knows which they are. `spill_dir`: spill the examples to sorted run files there (`pipelines.spill`) so the shuffle
     carries only file references; None keeps them in the shuffle."""
 
     def __init__(self, plan: BuildPlan, spill_dir: str | None = None):
@@ -269,10 +265,8 @@ class Pack(beam.PTransform):
     def expand(self, keyed_examples):
         if self.spill_dir is not None:
             keyed_examples = keyed_examples | "SpillRuns" >> beam.ParDo(spill.SpillRunsFn(self.spill_dir, shard_order_key))
-        everyone = _all_shards(keyed_examples.pipeline, self.plan.num_shards, "AllShards")
         return (
-            (keyed_examples, everyone)
-            | "Merge" >> beam.Flatten()
+            keyed_examples
             | "GroupByShard" >> beam.GroupByKey()
             | "PackShard" >> beam.ParDo(PackShardFn(self.plan))
         )
@@ -298,27 +292,30 @@ def shard_report(batches: list[PackedBatch], files, plan: BuildPlan) -> Report:
     return Report(dict(counts), tuple(files))
 
 
+def write_packed_shard(shard: int, batches: list[PackedBatch], plan: BuildPlan, output_dir: str) -> Report:
+    """Write one shard's TFRecord and Parquet files (empty files for no batches); its Report."""
+    num_rows = sum(len(b) for b in batches)
+    prefix = f"{plan.mixture}-{plan.split}"
+    n = plan.num_shards
+    # Parquet encoding releases the GIL (Arrow's C++), so it overlaps the TFRecord serialization.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        parquet = pool.submit(writers.parquet_bytes, batches, plan.layout)
+        tfrecord = writers.tfrecord_bytes(batches)
+        files = [
+            writers.write_file(output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"), tfrecord, num_rows),
+            writers.write_file(output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"), parquet.result(), num_rows),
+        ]
+    return shard_report(batches, files, plan)
+
+
 class WriteShardFn(beam.DoFn):
     def __init__(self, plan: BuildPlan, output_dir: str):
         self.plan, self.output_dir = plan, output_dir
 
     def process(self, element):
         shard, batches = element
-        num_rows = sum(len(b) for b in batches)
-        prefix = f"{self.plan.mixture}-{self.plan.split}"
-        n = self.plan.num_shards
-        # Parquet encoding releases the GIL (Arrow's C++), so it overlaps the TFRecord serialization.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            parquet = pool.submit(writers.parquet_bytes, batches, self.plan.layout)
-            tfrecord = writers.tfrecord_bytes(batches)
-            files = [
-                writers.write_file(self.output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"),
-                                   tfrecord, num_rows),
-                writers.write_file(self.output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"),
-                                   parquet.result(), num_rows),
-            ]
-        Metrics.counter(NAMESPACE, "written_rows").inc(num_rows)
-        report = shard_report(batches, files, self.plan)
+        report = write_packed_shard(shard, batches, self.plan, self.output_dir)
+        Metrics.counter(NAMESPACE, "written_rows").inc(report.counts.get(("rows",), 0))
         for key, count in report.counts.items():  # per-dataset progress: examples written
             if key[0] == "examples":
                 Metrics.counter(NAMESPACE, f"written/{key[1]}").inc(count)
@@ -334,29 +331,36 @@ class WriteCorpus(beam.PTransform):
         return packed | "WriteShard" >> beam.ParDo(WriteShardFn(self.plan, self.output_dir))
 
 
-# --- WriteDeadLetters ----------------------------------------------------------------------------
+# --- FinishCorpus: what only the whole job knows ---------------------------------------------------
 
-def write_dead_letters(element, output_dir: str) -> Report:
-    _, records = element
-    records = sorted((r for r in records if r is not None), key=lambda r: (r["dataset"], r["row_id"], r["stage"]))
-    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode("utf-8")
-    written = writers.write_file(output_dir, "dead_letter/dead_letter-00000-of-00001.jsonl", data, len(records))
-    counts = Counter((("dead_letter", r["dataset"], r["stage"]) for r in records))
-    return Report(dict(counts), (written,))
+DEAD_LETTER_FILE = "dead_letter/dead_letter-00000-of-00001.jsonl"
 
 
-class WriteDeadLetters(beam.PTransform):
-    """All dead letters go to one sorted JSONL file (they are few; the count is in the manifest)."""
+def dead_letter_report(record: dict) -> Report:
+    """A dead-letter record on its way to the merged Report (and from there to one file)."""
+    return Report(dead_letters=(record,))
 
-    def __init__(self, output_dir: str):
-        super().__init__()
-        self.output_dir = output_dir
 
-    def expand(self, records):
-        marker = records.pipeline | "DeadLetterMarker" >> beam.Create([(0, None)])
-        return (
-            (records | "Key" >> beam.Map(lambda r: (0, r)), marker)
-            | "Merge" >> beam.Flatten()
-            | "Group" >> beam.GroupByKey()
-            | "Write" >> beam.Map(write_dead_letters, self.output_dir)
-        )
+def finish_corpus(report: Report, plan: BuildPlan, output_dir: str) -> Report:
+    """After every stage has reported: write the dead-letter file (sorted JSONL, written even when
+    empty so every corpus has one; the counts go to the manifest) and the empty files of output
+    shards that received no rows, so every shard series is complete. Returns the full Report."""
+    from pipelines import text_export
+
+    counts = Counter(report.counts)
+    files = list(report.files)
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in report.dead_letters).encode("utf-8")
+    files.append(writers.write_file(output_dir, DEAD_LETTER_FILE, data, len(report.dead_letters)))
+    counts.update(("dead_letter", r["dataset"], r["stage"]) for r in report.dead_letters)
+    written = {f.path for f in report.files}
+    for shard in range(plan.num_shards):
+        if plan.output_format == "jsonl":
+            if text_export.shard_path(plan, shard) not in written:
+                extra = text_export.write_text_shard(shard, [], plan, output_dir)
+                counts.update(extra.counts)
+                files.extend(extra.files)
+        elif "tfrecord/" + writers.shard_name(f"{plan.mixture}-{plan.split}", shard, plan.num_shards, ".tfrecord") not in written:
+            extra = write_packed_shard(shard, [], plan, output_dir)
+            counts.update(extra.counts)
+            files.extend(extra.files)
+    return Report(dict(counts), tuple(sorted(files, key=lambda f: f.path)))
