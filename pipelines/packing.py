@@ -89,7 +89,7 @@ def pack_bins(
     dims = len(cap)
     weight = 1.0 / cap
     slots = max_open_rows + buffer_size  # open bins never exceed this
-    residual = np.empty((slots, dims), np.int64)
+    residual = np.empty((dims, slots), np.int64)  # room left per budget; one contiguous array per budget
     slack = np.empty(slots, np.float64)  # normalized room left, the best-fit score
     born = np.empty(slots, np.int64)  # bin creation counter, the emission order
     contents: list[list[tuple[int, T]]] = []
@@ -98,38 +98,47 @@ def pack_bins(
 
     def place(buffer: list[tuple[int, T, tuple]]) -> None:
         sizes = np.array([s for _, _, s in buffer], np.int64).reshape(len(buffer), dims)
+        bad = np.flatnonzero(((sizes > cap) | (sizes < 1)).any(axis=1))
+        if len(bad):
+            raise ValueError(f"item of size {sizes[bad[0]].tolist()} does not fit a row of {cap.tolist()}")
+        np.minimum(min_size, sizes.min(axis=0), out=min_size)
         frac = sizes * weight
         # Largest first (total of the budget fractions, then the largest fraction); arrival breaks ties.
         total = frac.sum(axis=1)
         order = np.lexsort((np.arange(len(buffer)), -frac.max(axis=1), -total))
         total = total.tolist()
+        size_lists = sizes.tolist()
+        rooms = list(residual)  # per budget, a view of the room left in each open bin
         for k in order.tolist():
-            seq, item, s = buffer[k]
+            s = size_lists[k]
             n = state["open"]
-            r = residual[:n]
-            fits = r[:, 0] >= s[0]
-            for d in range(1, dims):
-                fits &= r[:, d] >= s[d]
-            score = np.where(fits, slack[:n], np.inf)
-            j = int(score.argmin()) if n else 0
-            if not n or score[j] == np.inf:  # fits no open row: open a new one
-                j = n
-                residual[j] = cap
+            j = n
+            if n:
+                fits = rooms[0][:n] >= s[0]
+                for d in range(1, dims):
+                    fits &= rooms[d][:n] >= s[d]
+                score = np.where(fits, slack[:n], np.inf)
+                best = int(score.argmin())
+                if fits[best]:
+                    j = best
+            if j == n:  # fits no open row: open a new one
+                residual[:, j] = cap
                 slack[j] = float(dims)
                 born[j] = state["made"]
                 state["made"] += 1
                 state["open"] += 1
                 contents.append([])
-            residual[j] -= sizes[k]
+            for d in range(dims):
+                rooms[d][j] -= s[d]
             slack[j] -= total[k]
-            contents[j].append((seq, item))
+            contents[j].append(buffer[k][:2])
 
     def close(mask: np.ndarray) -> list[list[T]]:
         n = state["open"]
         keep = np.flatnonzero(~mask[:n])
         gone = np.flatnonzero(mask[:n])
         out = [[item for _, item in sorted(contents[j], key=lambda p: p[0])] for j in gone[np.argsort(born[gone])]]
-        residual[: len(keep)] = residual[keep]
+        residual[:, : len(keep)] = residual[:, keep]
         slack[: len(keep)] = slack[keep]
         born[: len(keep)] = born[keep]
         contents[:] = [contents[j] for j in keep]
@@ -138,7 +147,7 @@ def pack_bins(
 
     def settle() -> list[list[T]]:
         n = state["open"]
-        dead = np.any(residual[:n] < min_size, axis=1)  # no example seen so far would fit
+        dead = np.any(residual[:, :n] < min_size[:, None], axis=0)  # no example seen so far would fit
         closed = close(dead)
         n = state["open"]
         if n > max_open_rows:
@@ -149,17 +158,10 @@ def pack_bins(
         return closed
 
     buffer: list[tuple[int, T, tuple]] = []
-    cap_list = cap.tolist()
-    smallest = list(min_size.tolist())
     for item in items:
-        s = tuple(size(item))  # plain ints here: per-item numpy calls dominate otherwise
-        if len(s) != dims or any(x > c or x < 1 for x, c in zip(s, cap_list)):
-            raise ValueError(f"item of size {list(s)} does not fit a row of {cap_list}")
-        smallest = [min(a, b) for a, b in zip(smallest, s)]
-        buffer.append((state["seen"], item, s))
+        buffer.append((state["seen"], item, tuple(size(item))))  # checked per buffer, in `place`
         state["seen"] += 1
         if len(buffer) >= buffer_size:
-            min_size[:] = smallest
             place(buffer)
             buffer = []
             yield from settle()
@@ -194,30 +196,27 @@ class PackedBatch:
 
 def _lay_out(groups: Sequence[Sequence[np.ndarray]], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Tokens, segment ids and positions matrices for rows made of `groups` of token arrays, each
-    piece starting where the previous one ended; also the piece each token slot holds (-1: pad)."""
-    counts = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+    piece starting where the previous one ended, and the mask of the slots that hold a token.
+
+    A row's pieces fill it from the start, so the filled slots of all rows, read row by row, are
+    exactly the pieces concatenated: one masked assignment per matrix lays everything out."""
     pieces = [piece for group in groups for piece in group]
     sizes = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
-    rows = len(groups)
-    tokens = np.zeros((rows, length), np.int32)
-    segments = np.zeros((rows, length), np.int32)
-    positions = np.zeros((rows, length), np.int32)
-    owner = np.full((rows, length), -1, np.int64)
-    if not pieces:
-        return tokens, segments, positions, owner
-    first = np.cumsum(counts) - counts  # index of each row's first piece
-    row_of = np.repeat(np.arange(rows), counts)
-    segment = np.arange(len(pieces)) - first[row_of] + 1
-    start = np.cumsum(sizes) - sizes  # where each piece begins in the flat token stream
-    offset = start - start[first][row_of]  # where each piece begins in its row
-    piece_of = np.repeat(np.arange(len(pieces)), sizes)
-    position = np.arange(int(sizes.sum())) - start[piece_of]
-    slot = row_of[piece_of] * length + offset[piece_of] + position
-    tokens.ravel()[slot] = np.concatenate(pieces)
-    segments.ravel()[slot] = segment[piece_of]
-    positions.ravel()[slot] = position
-    owner.ravel()[slot] = piece_of
-    return tokens, segments, positions, owner
+    counts = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+    ends = np.cumsum(sizes)
+    row_ends = ends[np.cumsum(counts) - 1] if len(pieces) else np.zeros(len(groups), np.int64)
+    used = np.diff(row_ends, prepend=0) if len(pieces) else row_ends  # tokens in each row
+    filled = np.arange(length) < used[:, None]
+    tokens = np.zeros((len(groups), length), np.int32)
+    segments = np.zeros_like(tokens)
+    positions = np.zeros_like(tokens)
+    if pieces:
+        first = np.cumsum(counts) - counts  # index of each row's first piece
+        segment = np.arange(len(pieces)) - np.repeat(first, counts) + 1
+        tokens[filled] = np.concatenate(pieces)
+        segments[filled] = np.repeat(segment.astype(np.int32), sizes)
+        positions[filled] = np.arange(int(ends[-1]), dtype=np.int32) - np.repeat((ends - sizes).astype(np.int32), sizes)
+    return tokens, segments, positions, filled
 
 
 def assemble_batch(groups: Sequence[Sequence[TokenizedExample]], layout: str, inputs_length: int,
@@ -232,10 +231,11 @@ def assemble_batch(groups: Sequence[Sequence[TokenizedExample]], layout: str, in
             tokens, segments, positions, _ = _lay_out([[getattr(ex, side) for ex in g] for g in groups], length)
             arrays.update({side: tokens, f"{side}_segment_ids": segments, f"{side}_positions": positions})
     elif layout == LAYOUT_DECODER:
-        tokens, segments, positions, owner = _lay_out(
+        tokens, segments, positions, filled = _lay_out(
             [[np.concatenate([ex.inputs, ex.targets]) for ex in g] for g in groups], decoder_length)
-        inputs_size = np.append(segment_tokens[:, 0], 0)  # owner -1 (pad) reads the 0 at the end
-        loss = ((owner >= 0) & (positions >= inputs_size[owner])).astype(np.int32)
+        loss = np.zeros_like(tokens)
+        # a slot is a target when its position within its example is past the example's inputs
+        loss[filled] = positions[filled] >= np.repeat(segment_tokens[:, 0], segment_tokens.sum(axis=1))
         arrays = {"targets": tokens, "targets_segment_ids": segments, "targets_positions": positions, "loss_mask": loss}
     else:
         raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")

@@ -17,7 +17,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import sampling, spill, writers
+from pipelines import sampling, spill, startup_heap, writers
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import placement
@@ -81,6 +81,7 @@ class RenderBatchFn(beam.DoFn):
         self.plan = plan
 
     def setup(self):
+        startup_heap.freeze_once_in_worker()
         self.compiled = {
             name: {t.id: compile_template(t) for t in ds.templates} for name, ds in self.plan.datasets.items()
         }
@@ -161,6 +162,7 @@ class TokenizeBatchFn(beam.DoFn):
         self.num_threads = num_threads
 
     def setup(self):
+        startup_heap.freeze_once_in_worker()
         self.vocab = Vocabulary(self.model_proto, self.plan.vocab_path)
 
     def _fit_few_shot(self, query: str, query_ids: list[int], shots: tuple[str, ...]) -> tuple[list[int], int]:
