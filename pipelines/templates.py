@@ -37,6 +37,7 @@ from pipelines.errors import RenderError, TemplateError
 from pipelines.schema_check import validate
 
 CHOICE_SEPARATOR = "|||"
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: same results, ~10x faster
 RAW = "raw"  # the whole row, for fields whose names are not identifiers: raw['label-coarse']
 
 
@@ -96,7 +97,7 @@ def make_environment() -> jinja2.Environment:
 
 def load_family(path: Path) -> TemplateFamily:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_SafeLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path}: not valid YAML: {exc}") from None
     validate(raw, "template_family.schema.json", path, TemplateError)
@@ -202,9 +203,18 @@ def variable_references(template: Template, env: jinja2.Environment | None = Non
 _DEFAULT_ENV: jinja2.Environment | None = None
 
 
+def _with_flat_globals(template: jinja2.Template) -> jinja2.Template:
+    """Give a compiled template a plain dict of globals instead of Jinja's ChainMap over the
+    environment's. Every render copies the globals into a new context, and copying a ChainMap runs
+    in Python: it was two thirds of the time of rendering a CoT prompt. The environment's globals
+    are complete before anything compiles (`make_environment`), so a snapshot is the same mapping."""
+    template.globals = dict(template.globals)
+    return template
+
+
 @functools.lru_cache(maxsize=4096)
 def _cached_string(source: str) -> jinja2.Template:
-    return _default_env().from_string(source)
+    return _with_flat_globals(_default_env().from_string(source))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -226,7 +236,8 @@ def compile_template(template: Template, env: jinja2.Environment | None = None) 
     if env is None:
         string, expression = _cached_string, _cached_expression
     else:
-        string, expression = env.from_string, functools.partial(env.compile_expression, undefined_to_none=False)
+        string = lambda source: _with_flat_globals(env.from_string(source))  # noqa: E731
+        expression = functools.partial(env.compile_expression, undefined_to_none=False)
     return CompiledTemplate(
         template,
         string(template.inputs),
