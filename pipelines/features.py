@@ -71,11 +71,34 @@ def to_tf_examples(batch: PackedBatch) -> list[bytes]:
     )
 
 
+# Arrow arrays are built from buffers: `pa.array` on numpy arrays or Python lists first checks
+# for pandas objects, and that check imports pandas (about 0.35 s, more than writing a shard).
+
+def _int32_array(values: np.ndarray) -> pa.Array:
+    values = np.ascontiguousarray(values, np.int32)
+    return pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(values)])
+
+
+def _offsets(counts: np.ndarray) -> pa.Array:
+    ends = np.zeros(len(counts) + 1, np.int32)
+    np.cumsum(counts, out=ends[1:])
+    return _int32_array(ends)
+
+
 def _int_lists(matrix: np.ndarray) -> pa.Array:
-    """list<int32> over the rows of a (rows, length) matrix, sharing its memory (fixed offsets)."""
+    """list<int32> over the rows of a (rows, length) matrix, sharing its memory."""
     rows, length = matrix.shape
-    offsets = np.arange(rows + 1, dtype=np.int32) * length
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.astype(np.int32, copy=False).ravel()))
+    return pa.ListArray.from_arrays(_offsets(np.full(rows, length, np.int32)), _int32_array(matrix.ravel()))
+
+
+def _string_lists(rows: tuple[tuple[str, ...], ...]) -> pa.Array:
+    """list<string> of each row's provenance strings."""
+    encoded = [p.encode("utf-8") for row in rows for p in row]
+    strings = pa.Array.from_buffers(pa.string(), len(encoded), [
+        None, pa.py_buffer(_offsets(np.fromiter(map(len, encoded), np.int32, len(encoded))).buffers()[1]),
+        pa.py_buffer(b"".join(encoded)),
+    ])
+    return pa.ListArray.from_arrays(_offsets(np.fromiter(map(len, rows), np.int32, len(rows))), strings)
 
 
 def to_arrow_table(batches: list[PackedBatch], layout: str = LAYOUT_ENCDEC) -> pa.Table:
@@ -86,7 +109,7 @@ def to_arrow_table(batches: list[PackedBatch], layout: str = LAYOUT_ENCDEC) -> p
         if batch.layout != layout:
             raise ValueError(f"a {batch.layout} batch in a {layout} table")
         arrays = [_int_lists(batch.arrays[name]) for name in int_features(layout)]
-        arrays.append(pa.array([list(p) for p in batch.provenance], type=pa.list_(pa.string())))
+        arrays.append(_string_lists(batch.provenance))
         tables.append(pa.Table.from_arrays(arrays, schema=schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()
 

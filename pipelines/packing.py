@@ -30,6 +30,7 @@ stage applies the counted overlong policy first (`fit_to_length`, `fit_decoder`)
 """
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -329,9 +330,9 @@ def fit_to_length(ids: Sequence[int], length: int, eos_id: int = 1) -> tuple[np.
     """Append EOS, truncating to `length` (keep the beginning, end with EOS) like seqio's
     append_eos_after_trim. Returns (ids, was_truncated)."""
     truncated = len(ids) + 1 > length
-    body = list(ids[: length - 1]) if truncated else list(ids)
+    body = array.array("i", ids[: length - 1] if truncated else ids)  # from a list, 2x faster than numpy
     body.append(eos_id)
-    return np.asarray(body, np.int32), truncated
+    return np.frombuffer(body, np.int32), truncated
 
 
 def fit_decoder(input_ids: Sequence[int], target_ids: Sequence[int], length: int, eos_id: int = 1

@@ -7,7 +7,7 @@ standard wire format: `tf.io.parse_single_example` and `tf.data` read them (test
 
 `serialize_examples` writes the same bytes for a whole batch without building messages: an Example
 of int64 lists is a few length-prefixed headers around packed varints, and numpy encodes the
-varints of every row at once (table lookups for the token-sized values a corpus holds). It is the
+varints of every row at once. It is the
 build's writer because per-value conversion through the protobuf runtime was the largest single
 cost of writing a shard (see benchmarks/throughput.py); `serialize_example` stays the reference,
 and a test checks the two agree byte for byte, negative and 64-bit values included.
@@ -76,22 +76,6 @@ def serialize_example(int_features: Mapping[str, Sequence[int] | np.ndarray], by
 
 # --- the batch writer: the wire format, vectorized over rows ----------------------------------------
 
-_LUT_LIMIT = 1 << 21  # values below this take at most 3 varint bytes: a 4-byte table entry holds them
-
-
-@functools.lru_cache(maxsize=None)
-def _varint_table(limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every value below `limit`: its varint bytes (little-endian in a uint32), a uint32 whose
-    bytes are 1 where the varint has a byte, and its varint length."""
-    values = np.arange(limit, dtype=np.uint64)
-    lengths = _varint_lengths(values)
-    codes = np.zeros((limit, 4), np.uint8)
-    for k in range(3):
-        codes[:, k] = ((values >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8) | ((lengths > k + 1) << 7).astype(np.uint8)
-    present = np.arange(4)[None, :] < lengths[:, None]
-    return codes.view(np.uint32).ravel(), present.astype(np.uint8).view(np.uint32).ravel(), lengths.astype(np.uint8)
-
-
 def _varint_lengths(values: np.ndarray) -> np.ndarray:
     """Bytes of each uint64 value's varint (1-10)."""
     lengths = np.ones(values.shape, np.int64)
@@ -105,20 +89,40 @@ def _varint_lengths(values: np.ndarray) -> np.ndarray:
 
 def encode_varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(the varints of `values` back to back as uint8, each value's byte count). Negative int64
-    values take 10 bytes, as protobuf writes them."""
+    values take 10 bytes, as protobuf writes them.
+
+    Token ids, positions and segment ids are small and non-negative: they take the narrow path, one
+    uint8 column per varint byte in 32-bit arithmetic, and a mask keeps each value's bytes."""
     values = np.asarray(values)
-    if values.size and values.min() >= 0 and values.max() < _LUT_LIMIT:
-        limit = max(128, 1 << int(values.max()).bit_length())  # a table just big enough stays in cache
-        codes, present, lengths = _varint_table(limit)
-        index = values.astype(np.intp, copy=False)
-        data = codes[index].view(np.uint8)[present[index].view(np.bool_)]
-        return data, lengths[index]
+    if values.size == 0:
+        return np.zeros(0, np.uint8), np.zeros(0, np.uint8)
+    if values.min() >= 0 and values.max() < 1 << 28:
+        top = int(values.max())
+        width = 1 + sum(top >= 1 << (7 * k) for k in (1, 2, 3))
+        narrow = values.astype(np.uint16 if width <= 2 else np.uint32)  # less memory to stream through
+        if width == 1:
+            return narrow.astype(np.uint8), np.ones(narrow.size, np.uint8)
+        # more[k]: the value has a byte k (k >= 1), i.e. it is at least 2**(7k)
+        more = [None] + [narrow >= (1 << (7 * k)) for k in range(1, width)]
+        columns = np.empty((narrow.size, width), np.uint8)
+        present = np.empty((narrow.size, width), np.bool_)
+        present[:, 0] = True
+        lengths = np.ones(narrow.size, np.uint8)
+        for k in range(width):
+            byte = (narrow >> (7 * k)).astype(np.uint8) & 0x7F
+            if k + 1 < width:  # continuation bit: another byte follows
+                byte |= more[k + 1].view(np.uint8) << 7
+            columns[:, k] = byte
+            if k:
+                present[:, k] = more[k]
+                lengths += more[k]
+        return columns[present], lengths
     wide = values.astype(np.int64, copy=False).view(np.uint64)
     lengths = _varint_lengths(wide)
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    data = np.empty(int(ends[-1]) if wide.size else 0, np.uint8)
-    for k in range(int(lengths.max()) if wide.size else 0):
+    data = np.empty(int(ends[-1]), np.uint8)
+    for k in range(int(lengths.max())):
         has = lengths > k
         data[starts[has] + k] = (((wide[has] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
                                  | ((lengths[has] > k + 1).astype(np.uint8) << 7))
@@ -168,11 +172,17 @@ def serialize_examples(int_features: Mapping[str, Sequence[np.ndarray] | np.ndar
         if flat.dtype.kind not in "iu":
             flat = flat.astype(np.int64)
         data, lengths = encode_varints(flat)
-        value_ends = np.zeros(len(lengths) + 1, np.int64)
-        np.cumsum(lengths, dtype=np.int64, out=value_ends[1:])
-        row_ends = np.zeros(n + 1, np.int64)
-        np.cumsum(sizes, out=row_ends[1:])
-        encoded[name] = (data.tobytes(), value_ends[row_ends].tolist())
+        if isinstance(rows, np.ndarray) and rows.ndim == 2:
+            row_bytes = lengths.reshape(rows.shape).sum(axis=1, dtype=np.int64)
+        else:
+            value_ends = np.zeros(len(lengths) + 1, np.int64)
+            np.cumsum(lengths, dtype=np.int64, out=value_ends[1:])
+            row_ends = np.zeros(n + 1, np.int64)
+            np.cumsum(sizes, out=row_ends[1:])
+            row_bytes = np.diff(value_ends[row_ends])
+        byte_ends = np.zeros(n + 1, np.int64)
+        np.cumsum(row_bytes, out=byte_ends[1:])
+        encoded[name] = (data.tobytes(), byte_ends.tolist())
     keys = sorted([*int_features, *bytes_features], key=functools.cmp_to_key(_map_key_order))
     headers = {k: _field(b"\x0a", k.encode("utf-8")) + b"\x12" for k in keys}
     out = []
