@@ -21,7 +21,8 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from pipelines import publish, resources, startup_heap, text_export, transforms
 from pipelines.errors import FlanmixError
-from pipelines.plan import BuildPlan
+from pipelines.plan import BuildPlan, for_workers
+from pipelines.vocab import shipped_model
 from pipelines.stats import MergeReports
 from pipelines.survey import SurveySources
 from pipelines.transforms import DEAD_LETTER, STATS, dead_letter_report, finish_corpus
@@ -39,6 +40,8 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     stages, and each stage costs the local runner a bundle set-up."""
     if not plan.sources:
         raise FlanmixError(f"mixture {plan.mixture}: its datasets list no source files; nothing to build")
+    plan, publish_plan = for_workers(plan), for_workers(plan, keep_skipped=True)
+    model = shipped_model(plan.vocab_path, model_proto)
     staging = publish.staging_dir(output_dir, plan)
     runner = str(pipeline.options.view_as(StandardOptions).runner or LOCAL_RUNNER)
     local = is_local(["--runner", runner])
@@ -50,7 +53,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     table = (
         pipeline
         | "ListSourcesToSurvey" >> beam.Create(list(plan.sources), reshuffle=parallel)
-        | "SurveySources" >> SurveySources(plan, model_proto)
+        | "SurveySources" >> SurveySources(plan, model if plan.target_tokens else None)  # tokens per example
     )
     sources = pipeline | "ListSources" >> beam.Create(list(plan.sources), reshuffle=parallel)
     read = sources | "ReadSources" >> transforms.ReadSources()
@@ -59,7 +62,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         shard_reports = rendered.rendered | "WriteText" >> text_export.WriteText(plan, staging)
         stages = (rendered,)
     else:
-        tokenized = rendered.rendered | "Tokenize" >> transforms.Tokenize(plan, model_proto, num_threads)
+        tokenized = rendered.rendered | "Tokenize" >> transforms.Tokenize(plan, model, num_threads)
         packed = tokenized.tokenized | "Pack" >> transforms.Pack(plan, spill_dir=staging if spill else None)
         shard_reports = packed | "WriteCorpus" >> transforms.WriteCorpus(plan, staging)
         stages = (rendered, tokenized)
@@ -74,7 +77,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         # Every source reports what it read, so there is always an input: no default to inject.
         | "MergeReports" >> beam.CombineGlobally(MergeReports()).without_defaults()
         | "FinishCorpus" >> beam.Map(finish_corpus, plan, staging)
-        | "Publish" >> publish.Publish(plan, output_dir, staging, overwrite, table, verify_in_parallel=parallel)
+        | "Publish" >> publish.Publish(publish_plan, output_dir, staging, overwrite, table, verify_in_parallel=parallel)
     )
 
 

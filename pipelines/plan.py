@@ -7,6 +7,8 @@ renormalised) unless `strict=True`, which makes it fatal.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -62,6 +64,25 @@ class BuildPlan:
     decoder_length: int = 0  # layout "decoder": the row length (make_plan: inputs_length + targets_length)
     output_format: str = "packed"  # "packed": TFRecord + Parquet rows; "jsonl": rendered text, unpacked
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
+
+
+def membership_only(entry: DatasetEntry) -> DatasetEntry:
+    """The entry as mixture weights see it (`mixtures.resolve_weights`: name, collections, cap),
+    without what only the launcher reads (loaders, fields, templates, fixtures, prose)."""
+    return dataclasses.replace(
+        entry, task_categories=(), languages=(), loader_type="", loader_args={}, splits={}, fields={}, templates=(),
+        source_path="", content_sha256="", license="", description="", source_dataset="", info_source="",
+        inversion_categories=(), template_vars={}, fixtures=(), notes="",
+    )
+
+
+def for_workers(plan: BuildPlan, keep_skipped: bool = False) -> BuildPlan:
+    """The plan the job's DoFns carry. Beam pickles and bz2-compresses every DoFn with its plan: the
+    full plan of flan2022 built offline (1,837 catalog entries with fixtures, 1,745 skipped sources
+    with their reasons) made that 4.7 MB and 0.46 s per DoFn. Workers consult the catalog only to
+    resolve mixture members to datasets, and only the manifest (`keep_skipped`) lists the skips."""
+    catalog = None if plan.catalog is None else Catalog({e.name: membership_only(e) for e in plan.catalog})
+    return dataclasses.replace(plan, catalog=catalog, skipped=plan.skipped if keep_skipped else ())
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:

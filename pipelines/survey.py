@@ -20,7 +20,7 @@ from pipelines.mixtures import default_target, resolve_weights, sampling_rate
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable, TaskSampling, Variant, choose_variant, fit_few_shot, supported_settings
 from pipelines.templates import compile_template, render
-from pipelines.vocab import Vocabulary
+from pipelines.vocab import Vocabulary, worker_vocabulary
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def sampling_table(survey: Survey, plan: BuildPlan, model_proto: bytes | None = 
     per_example = None
     target = plan.target_examples or default_target(weights, survey.counts)
     if plan.target_tokens:
-        vocab = Vocabulary(model_proto, plan.vocab_path)
+        vocab = worker_vocabulary(model_proto, plan.vocab_path, plan.vocab_sha256)
         per_example = {
             w.task: tokens_per_example(w.task, pools.get(w.task, ()), plan.datasets[w.task].templates,
                                        settings[w.task], plan, vocab)

@@ -27,7 +27,7 @@ from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable
 from pipelines.stats import Report, count_example
 from pipelines.templates import compile_template, render
-from pipelines.vocab import Vocabulary
+from pipelines.vocab import worker_vocabulary
 
 DEAD_LETTER = "dead_letter"
 STATS = "stats"
@@ -156,14 +156,15 @@ class TokenizeBatchFn(beam.DoFn):
     exemplars from the end, never cutting one), appends EOS, applies the overlong policy and assigns
     each example its output shard and its place in that shard from (seed, dataset, copy key)."""
 
-    def __init__(self, plan: BuildPlan, model_proto: bytes, num_threads: int = -1):
+    def __init__(self, plan: BuildPlan, model_proto: bytes | None, num_threads: int = -1):
+        """`model_proto`: see `vocab.shipped_model` (None: the packaged default)."""
         self.plan = plan
         self.model_proto = model_proto
         self.num_threads = num_threads
 
     def setup(self):
         startup_heap.freeze_once_in_worker()
-        self.vocab = Vocabulary(self.model_proto, self.plan.vocab_path)
+        self.vocab = worker_vocabulary(self.model_proto, self.plan.vocab_path, self.plan.vocab_sha256)
 
     def _fit_few_shot(self, query: str, query_ids: list[int], shots: tuple[str, ...]) -> tuple[list[int], int]:
         return sampling.fit_few_shot(self.vocab, query, query_ids, shots, self.plan.inputs_length - 1, self.plan.few_shot)

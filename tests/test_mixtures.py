@@ -190,3 +190,21 @@ def test_a_token_target_is_met_within_a_few_percent(tmp_path, vocab):
     assert set(mixing["tokens_per_example_estimate"]) == {"a", "b", "n"}
     for name, share in mixing["collections"].items():
         assert abs(share["realized_share"] - share["target_share"]) < 0.01, (name, share)
+
+
+def test_workers_resolve_the_same_weights_from_the_slim_plan(catalog, vocab):
+    """DoFns carry `for_workers(plan)`: membership-only catalog entries and no skip reasons (only the
+    manifest's copy keeps those). Mixture weights must come out the same from it."""
+    import pickle
+
+    from pipelines.plan import for_workers
+
+    plan = make_plan(load_mixture("flan2022"), catalog, load_templates(), vocab)  # offline: most sources skipped
+    slim, for_manifest = for_workers(plan), for_workers(plan, keep_skipped=True)
+    counts = {name: 1000 + 7 * i for i, name in enumerate(sorted(plan.datasets))}
+    available = set(plan.datasets)
+    assert (resolve_weights(slim.mixture_spec, slim.catalog, counts, available)
+            == resolve_weights(plan.mixture_spec, plan.catalog, counts, available))
+    assert slim.skipped == () and for_manifest.skipped == plan.skipped and plan.skipped
+    assert len(pickle.dumps(slim)) < len(pickle.dumps(plan)) / 5
+    assert all(not e.fixtures and not e.loader_args for e in slim.catalog)

@@ -50,3 +50,18 @@ def test_shipped_model_is_reproducible_from_shipped_data(tmp_path):
 
     assert main(["vocab", "train", "--output", str(tmp_path / "again")]) == 0
     assert (tmp_path / "again.model").read_bytes() == resources.default_vocab_path().read_bytes()
+
+
+def test_workers_get_the_packaged_default_by_name_and_any_other_model_as_bytes(vocab, tmp_path):
+    from pipelines.vocab import shipped_model, worker_vocabulary
+
+    default_path = str(resources.default_vocab_path())
+    assert shipped_model(default_path, vocab.model_proto) is None
+    loaded = worker_vocabulary(None, default_path, vocab.spec.sha256)
+    assert loaded.encode_batch(["Two plus two."]) == vocab.encode_batch(["Two plus two."])
+    with pytest.raises(FlanmixError, match="same flanmix version"):
+        worker_vocabulary(None, default_path, "0" * 64)  # a worker whose packaged model differs
+    copy = tmp_path / "copy.model"  # the same bytes elsewhere are not the packaged default
+    copy.write_bytes(vocab.model_proto)
+    assert shipped_model(str(copy), vocab.model_proto) == vocab.model_proto
+    assert worker_vocabulary(vocab.model_proto, str(copy), vocab.spec.sha256).vocab_size == vocab.vocab_size
