@@ -66,7 +66,7 @@ def key_by_shard(element, plan: BuildPlan) -> Iterator[tuple[int, list]]:
 
 def shard_lines(batches: Iterable) -> list[str]:
     """One shard's lines in their deterministic order, whatever order the batches arrived in."""
-    items = [item for batch in batches if batch is not None for item in batch]
+    items = [item for batch in batches for item in batch]
     items.sort(key=lambda it: (it[0], it[1]))
     return [line for _, _, line in items]
 

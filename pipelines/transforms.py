@@ -1,9 +1,11 @@
 """The pipeline's stages as composite PTransforms; each `expand` only wires small, tested DoFns.
 
     sources | ReadSources() | RenderTemplates(plan) | Tokenize(plan, vocab) | Pack(plan) | WriteCorpus(plan, out)
+    merged reports | FinishCorpus (finish_corpus: dead-letter file, empty shards)
 
 Elements travel in batches (a list per element) so templates render and SentencePiece encodes
-lists, not single rows. Every row ends in the corpus or in the dead-letter output with a reason.
+lists, not single rows; a packed shard travels as column matrices (`packing.PackedBatch`). Every row
+ends in the corpus or in the dead-letter output with a reason.
 """
 from __future__ import annotations
 
@@ -233,7 +235,7 @@ def order_shard(batches: Iterable) -> list[TokenizedExample]:
     for batch in batches:
         if isinstance(batch, spill.Run):
             runs.append(batch)
-        elif batch is not None:
+        else:
             items.extend(batch)
     items.sort(key=shard_order_key)
     merged = heapq.merge(items, spill.merge_runs(runs, shard_order_key), key=shard_order_key) if runs else items

@@ -141,3 +141,33 @@ def test_same_seed_is_byte_identical_and_new_seed_changes_templates(demo_corpus,
     second = json.loads((other / "manifest.json").read_text())["templates_used"]
     assert first != second
     assert sum(first.values()) == sum(second.values())
+
+
+def test_shards_that_receive_no_rows_still_exist_empty_with_the_schema(tmp_path, catalog, families, vocab):
+    """8 examples over 16 shards: at least half the shards get nothing. Their files are written once
+    the job knows which they are (transforms.finish_corpus), readable, and listed in the manifest."""
+    import pyarrow.parquet as pq
+
+    from pipelines import features
+
+    mixture = tmp_path / "tiny.yaml"
+    mixture.write_text("schema_version: 1\nname: tiny\nsequence_length: {inputs: 256, targets: 64}\n"
+                       "members:\n  - dataset: task1146_country_capital\n", encoding="utf-8")
+    out = tmp_path / "packed"
+    build_corpus(out, catalog, families, vocab, mixture=str(mixture), num_shards=16)
+    manifest = json.loads((out / "manifest.json").read_text())
+    for kind, suffix in (("tfrecord", ".tfrecord"), ("parquet", ".parquet")):
+        names = sorted(p.name for p in (out / kind).iterdir())
+        assert names == [f"tiny-train-{i:05d}-of-00016{suffix}" for i in range(16)]
+    rows = [pq.read_table(p) for p in sorted((out / "parquet").iterdir())]
+    assert all(t.schema.equals(features.arrow_schema("encdec")) for t in rows)
+    assert sum(t.num_rows == 0 for t in rows) >= 8
+    assert sum(t.num_rows for t in rows) == manifest["num_rows"]
+    empty = [p for p in (out / "tfrecord").iterdir() if p.stat().st_size == 0]
+    assert len(empty) == sum(t.num_rows == 0 for t in rows)
+    assert {f["path"] for f in manifest["files"]} == {f"{k}/{p.name}" for k in ("tfrecord", "parquet") for p in (out / k).iterdir()}
+
+    text = tmp_path / "text"
+    build_corpus(text, catalog, families, vocab, mixture=str(mixture), num_shards=16, output_format="jsonl")
+    lines = [p.read_text().count("\n") for p in sorted((text / "jsonl").iterdir())]
+    assert len(lines) == 16 and lines.count(0) >= 8 and sum(lines) == 8
