@@ -110,3 +110,31 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert f"output: {out}/small/v1" in text and "manifest: manifest.json, written last" in text
     assert "small-train-00000-of-00002.tfrecord" in text and "--runner=FnApiRunner" in text
     assert not out.exists()
+
+
+def test_the_graph_spreads_work_only_where_there_are_workers_to_spread_it_over(tmp_path, catalog, families, vocab):
+    """One local worker: no reshuffles (each is a stage the local runner pays a bundle for) and
+    files verified in the commit step. Worker processes or a remote (here portable) runner: the reshuffles that let
+    sources and file checks spread over workers are there."""
+    plan = small_plan(tmp_path, catalog, families, vocab)
+
+    def leaves(args: list[str]) -> dict[str, str]:
+        """leaf transform name -> its URN"""
+        pipeline = beam.Pipeline(options=PipelineOptions(args))
+        build.construct(pipeline, plan, vocab.model_proto, str(tmp_path / "out"))
+        proto = pipeline.to_runner_api()
+        return {t.unique_name: t.spec.urn for t in proto.components.transforms.values() if not t.subtransforms}
+
+    def shuffles(names: dict[str, str]) -> list[str]:
+        return sorted(n for n, urn in names.items() if urn == "beam:transform:group_by_key:v1")
+
+    one = leaves(["--runner=FnApiRunner", "--direct_num_workers=1"])
+    assert shuffles(one) == ["MergeReports/CombinePerKey/GroupByKey", "Pack/GroupByShard",
+                             "SurveySources/MergeSurvey/CombinePerKey/GroupByKey"]
+    assert "Publish/VerifyAndCommit" in one and len(one) <= 35
+    for args in (["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+                 ["--runner=PortableRunner", "--job_endpoint=localhost:1"]):
+        many = leaves(args)
+        assert len(shuffles(many)) == 3 + 4  # + a reshuffle per listing of the sources, + spread and count the checks
+        assert any(n.startswith("ListSources/") and "/Reshuffle/" in n for n in many)
+        assert "Publish/VerifyStaged" in many and "Publish/VerifyAndCommit" not in many
