@@ -9,7 +9,12 @@ checkout). Each run measures, in fresh processes:
    templates and keyed choice as the build), encode inputs and targets with SentencePiece (batched,
    all cores), write the ids as TFRecord;
 2. build: the real `flanmix build` job (render, tokenize, pack 2048/512, TFRecord + Parquet +
-   manifest) over the same 7 datasets with the default local runner.
+   manifest) over the same 7 datasets with the local runner settings `flanmix build` picks (here
+   one in-process worker: the sources are below the multi-processing threshold); Beam
+   flags after the options override them, e.g. `--direct_running_mode=multi_processing
+   --direct_num_workers=2`.
+
+Both sides freeze the heap they start with (gc.freeze, see pipelines/startup_heap.py).
 
 Wall times exclude interpreter start-up and imports, which are printed separately. Prints examples/s,
 tokens/s, wall, CPU seconds and peak RSS per run, then medians; the last line is
@@ -128,7 +133,7 @@ def run_build(catalog_dir: str, mixture: str, out: str, beam_args: list[str]) ->
     imports = start - t_import
     vocab = Vocabulary.load(resources.default_vocab_path())
     plan = make_plan(load_mixture(mixture), load_catalog(catalog_dir), load_templates(), vocab)
-    beam_build(plan, vocab.model_proto, out, beam_args)
+    beam_build(plan, vocab.model_proto, out, beam_args, all_cores=True)  # the runner settings `flanmix build` picks
     wall = time.perf_counter() - start
     cpu1, rss = _usage()
     m = read_manifest(out)

@@ -83,8 +83,11 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
 
 LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
 # Below this much source data one process beats N: starting Beam's worker processes and loading the
-# job into each cost 5-10 s on a 2-core machine (demo: 4 s -> 10 s; 10^4 Flan-like examples: 7 s -> 18 s).
-MULTIPROCESS_MIN_SOURCE_BYTES = 32 * 1024 * 1024
+# job into each cost 2-10 s on a 2-core machine (demo: 1.7 s -> 3.8 s; CoT, 33k examples: 2.8 s -> 5.3 s;
+# 117 MB of Flan-like sources, benchmarks/scale.py: 15.1 s -> 14.7 s, at twice the memory; 1.2 GB:
+# 144 s -> 100 s). Parity near 120 MB, where one process needs half the memory: 128 MiB.
+MULTIPROCESS_MIN_SOURCE_BYTES = 128 * 1024 * 1024
+DRY_RUN_COUNT_MAX_BYTES = 32 * 1024 * 1024  # --dry-run counts rows itself only below this much source
 
 
 def _flag(args: list[str], name: str) -> str | None:
@@ -222,7 +225,7 @@ def _mixture_table(plan: BuildPlan) -> str | None:
     try:
         from pipelines.mixture_report import format_plan, plan_mixture
 
-        cheap = sum(s.size_bytes for s in plan.sources) <= MULTIPROCESS_MIN_SOURCE_BYTES
+        cheap = sum(s.size_bytes for s in plan.sources) <= DRY_RUN_COUNT_MAX_BYTES
         rows, target, skipped = plan_mixture(plan.mixture_spec, plan.catalog, count=cheap)
         return format_plan(plan.mixture_spec, rows, target, skipped)
     except Exception:  # noqa: BLE001 - the table is a convenience; the plan below is what will run
