@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.catalog import load_catalog
 from pipelines.cli import main
-from pipelines.errors import CatalogError, TemplateError
+from pipelines.errors import CatalogError
 from pipelines.mixtures import load_mixture
 from pipelines.plan import make_plan
 from pipelines.templates import load_templates

@@ -9,7 +9,6 @@ from pipelines import startup_heap
 def test_freeze_lasts_for_the_build_only_and_workers_do_not_refreeze_inside_it(monkeypatch):
     gc.unfreeze()
     monkeypatch.setattr(startup_heap, "_worker_frozen", False)
-    keep = [object() for _ in range(10)]  # noqa: F841 - alive while frozen
     with startup_heap.frozen_during_build():
         frozen = gc.get_freeze_count()
         assert frozen > 0
