@@ -16,6 +16,12 @@ checkout). Each run measures, in fresh processes:
 
 Both sides freeze the heap they start with (gc.freeze, see pipelines/startup_heap.py).
 
+With `--seqio`, each run also measures the reference path users know, seqio's Beam caching job
+(`seqio.beam_utils.PreprocessTask` + `WriteExampleTfRecord`, as `seqio.scripts.cache_tasks_main`
+runs it) on the same FnApiRunner: a registered seqio Task over the same TSVs that formats a prompt
+with TensorFlow string ops, tokenizes with the same SentencePiece model and appends EOS (no packing,
+no Parquet), and prints `ratio seqio/build`.
+
 Wall times exclude interpreter start-up and imports, which are printed separately. Prints examples/s,
 tokens/s, wall, CPU seconds and peak RSS per run, then medians; the last line is
 `ratio build/floor: X.XX` (median).
@@ -142,6 +148,51 @@ def run_build(catalog_dir: str, mixture: str, out: str, beam_args: list[str]) ->
             "startup": imports, "rows": m["num_rows"]}
 
 
+def run_seqio(cot_dir: str, out: str) -> dict:
+    """seqio's Beam cache job over the CoT TSVs (see the module doc)."""
+    t_import = time.perf_counter()
+    import apache_beam as beam
+    import seqio
+    import tensorflow as tf
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from seqio import beam_utils
+
+    from pipelines import resources
+
+    cpu0, _ = _usage()
+    start = time.perf_counter()
+    imports = start - t_import
+    files = sorted(str(f) for f in Path(cot_dir).glob("*_train.tsv"))
+    vocab = seqio.SentencePieceVocabulary(str(resources.default_vocab_path()))
+
+    def parse_and_format(ds):
+        def one(line):
+            question, answer, rationale = tf.io.decode_csv(line, [[""], [""], [""]], field_delim="\t", use_quote_delim=False)
+            return {"inputs": tf.strings.join(["Answer the question, thinking step by step. ", question]),
+                    "targets": tf.strings.join([rationale, " So the answer is ", answer, "."])}
+        return ds.map(one, num_parallel_calls=tf.data.AUTOTUNE)
+
+    features = {name: seqio.Feature(vocab, add_eos=True) for name in ("inputs", "targets")}
+    task = seqio.TaskRegistry.add(
+        "flanmix_throughput_cot", source=seqio.TextLineDataSource({"train": files}), output_features=features,
+        preprocessors=[parse_and_format, seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                       seqio.preprocessors.append_eos_after_trim],
+    )
+    with beam.Pipeline(runner="FnApiRunner", options=PipelineOptions([])) as pipeline:
+        _ = (pipeline
+             | "PreprocessTask" >> beam_utils.PreprocessTask(task, "train", preprocessors_seed=0)
+             | "Write" >> beam_utils.WriteExampleTfRecord(os.path.join(out, "cot.tfrecord"), num_shards=1))
+    wall = time.perf_counter() - start
+    cpu1, rss = _usage()
+    examples = tokens = 0
+    for path in Path(out).glob("cot.tfrecord*"):
+        for record in tf.data.TFRecordDataset(str(path)):
+            parsed = tf.train.Example.FromString(record.numpy()).features.feature
+            examples += 1
+            tokens += len(parsed["inputs"].int64_list.value) + len(parsed["targets"].int64_list.value)
+    return {"examples": examples, "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss, "startup": imports}
+
+
 def child(kind: str, *args: str) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, f"--_{kind}", *args], capture_output=True, text=True, cwd=ROOT,
@@ -163,11 +214,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cot_dir", type=Path, default=DEFAULT_COT)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seqio", action="store_true", help="also measure seqio's Beam cache job (about 40 s a run)")
+    parser.add_argument("--_seqio", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_floor", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_build", nargs="+", help=argparse.SUPPRESS)
     args, beam_args = parser.parse_known_args()
     if args._floor:
         print(json.dumps(run_floor(*args._floor)))
+        return
+    if args._seqio:
+        print(json.dumps(run_seqio(*args._seqio)))
         return
     if args._build:
         catalog_dir, mixture, out = args._build[:3]
@@ -178,19 +234,25 @@ def main() -> None:
         catalog_dir, mixture = make_catalog(args.cot_dir, work)
         print(f"data: {args.cot_dir} ({sum(1 for f in args.cot_dir.glob('*_train.tsv') for _ in open(f))} lines), "
               f"cores: {os.cpu_count()}, build options: {beam_args or '(defaults)'}")
-        floors, builds = [], []
+        floors, builds, seqios = [], [], []
         for run in range(args.runs):
             floors.append(child("floor", str(catalog_dir), str(work / f"floor{run}.tfrecord")))
             print(line("floor", floors[-1]))
             builds.append(child("build", str(catalog_dir), str(mixture), str(work / f"build{run}"), *beam_args))
             print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}")
+            if args.seqio:
+                seqios.append(child("seqio", str(args.cot_dir), str(work / f"seqio{run}")))
+                print(line("seqio", seqios[-1]))
         med = {k: {f: statistics.median(r[f] for r in rs) for f in ("wall", "cpu", "rss_mib", "startup", "examples", "tokens")}
-               for k, rs in (("floor", floors), ("build", builds))}
-        for k in ("floor", "build"):
+               for k, rs in (("floor", floors), ("build", builds), ("seqio", seqios)) if rs}
+        for k in med:
             m = med[k]
             print(f"median {k:6} wall {m['wall']:.2f}s  examples/s {m['examples'] / m['wall']:.0f}  "
                   f"tokens/s {m['tokens'] / m['wall']:.0f}  cpu {m['cpu']:.2f}s  peak RSS {m['rss_mib']:.0f} MiB  "
                   f"start-up+imports {m['startup']:.2f}s")
+        if seqios:
+            print(f"ratio seqio/build: {med['seqio']['wall'] / med['build']['wall']:.2f}  "
+                  f"(seqio/floor: {med['seqio']['wall'] / med['floor']['wall']:.2f})")
         print(f"ratio build/floor: {med['build']['wall'] / med['floor']['wall']:.2f}")
 
 
