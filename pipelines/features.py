@@ -79,10 +79,15 @@ def _int32_array(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(values)])
 
 
-def _offsets(counts: np.ndarray) -> pa.Array:
+def _ends(counts: np.ndarray) -> np.ndarray:
+    """Arrow offsets: 0, then the running total of `counts`."""
     ends = np.zeros(len(counts) + 1, np.int32)
     np.cumsum(counts, out=ends[1:])
-    return _int32_array(ends)
+    return ends
+
+
+def _offsets(counts: np.ndarray) -> pa.Array:
+    return _int32_array(_ends(counts))
 
 
 def _int_lists(matrix: np.ndarray) -> pa.Array:
@@ -95,7 +100,7 @@ def _string_lists(rows: tuple[tuple[str, ...], ...]) -> pa.Array:
     """list<string> of each row's provenance strings."""
     encoded = [p.encode("utf-8") for row in rows for p in row]
     strings = pa.Array.from_buffers(pa.string(), len(encoded), [
-        None, pa.py_buffer(_offsets(np.fromiter(map(len, encoded), np.int32, len(encoded))).buffers()[1]),
+        None, pa.py_buffer(_ends(np.fromiter(map(len, encoded), np.int32, len(encoded)))),
         pa.py_buffer(b"".join(encoded)),
     ])
     return pa.ListArray.from_arrays(_offsets(np.fromiter(map(len, rows), np.int32, len(rows))), strings)

@@ -316,12 +316,9 @@ def pack_layout(
     max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
     buffer_size: int = DEFAULT_BUFFER_SIZE,
 ) -> Iterator[PackedRow]:
-    """`pack_examples` or `pack_decoder_examples`, by layout name."""
-    if layout == LAYOUT_ENCDEC:
-        return pack_examples(examples, inputs_length, targets_length, max_open_rows, buffer_size)
-    if layout == LAYOUT_DECODER:
-        return pack_decoder_examples(examples, decoder_length, max_open_rows, buffer_size)
-    raise ValueError(f"unknown layout {layout!r}; use one of {LAYOUTS}")
+    """`pack_batches`, row by row."""
+    for batch in pack_batches(examples, layout, inputs_length, targets_length, decoder_length, max_open_rows, buffer_size):
+        yield from batch.rows()
 
 
 # --- the overlong policy -------------------------------------------------------------------------
