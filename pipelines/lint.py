@@ -17,7 +17,7 @@ from pipelines.errors import FlanmixError, RenderError, TemplateError
 from pipelines.fieldtypes import field_problem
 from pipelines.loaders import get_loader, offline_ready
 from pipelines.templates import (
-    RAW, Template, TemplateFamily, bind_templates, compile_template, expression_references,
+    CHOICE_VARIABLES, RAW, Template, TemplateFamily, bind_templates, compile_template, expression_references,
     referenced_fields, render_with_choices,
 )
 
@@ -71,7 +71,7 @@ def lint_static(entries: Iterable[DatasetEntry], families: Mapping[str, Template
                 refs = refs_cache[t.id]
                 if refs is None:
                     continue
-                allowed = declared | ({"answer_choices"} if t.answer_choices is not None else set())
+                allowed = declared | (CHOICE_VARIABLES if t.answer_choices is not None else set())
                 for part, names in refs.items():
                     for name in sorted(names - allowed):
                         problems.append(Problem(

@@ -247,6 +247,21 @@ def compile_template(template: Template, env: jinja2.Environment | None = None) 
     )
 
 
+# Variables a template with `answer_choices` may read besides its dataset's fields.
+CHOICE_VARIABLES = frozenset({"answer_choices", "options_block"})
+
+
+def options_block(choices: Sequence[str]) -> str:
+    r"""The answer choices as one block for templates to place with `{{ options_block }}`: a heading line
+    and one hyphen-led line per choice. Templates that want their own layout loop over
+    `answer_choices` instead.
+
+    >>> options_block(["yes", "no"])
+    'Options:\n- yes\n- no'
+    """
+    return "Options:\n" + "\n".join(f"- {c}" for c in choices)
+
+
 def render_with_choices(compiled: CompiledTemplate, fields: Mapping[str, Any]) -> tuple[str, str, list[str] | None]:
     """(inputs, targets, answer choices or None). Raises RenderError (a dead-letter reason) on any
     failure, an empty result, or, for a template with answer_choices, a target that is not a choice."""
@@ -264,6 +279,7 @@ def render_with_choices(compiled: CompiledTemplate, fields: Mapping[str, Any]) -
             choices = [c.strip() for c in compiled.answer_choices.render(context).split(CHOICE_SEPARATOR)]
             choices = [c for c in choices if c]
             context["answer_choices"] = choices
+            context["options_block"] = options_block(choices)
         inputs = compiled.inputs.render(context).strip()
         targets = compiled.targets.render(context).strip()
     except DroppedRow as exc:
