@@ -32,7 +32,7 @@ import yaml
 from jinja2 import meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from pipelines import resources
+from pipelines import resources, text_filters
 from pipelines.errors import RenderError, TemplateError
 from pipelines.schema_check import validate
 
@@ -92,6 +92,7 @@ def make_environment() -> jinja2.Environment:
     )
     env.globals["drop"] = _drop
     env.filters["promptsource_part"] = _promptsource_part
+    env.filters.update(text_filters.FILTERS)
     return env
 
 
