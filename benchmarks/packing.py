@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipelines.packing import TokenizedExample, fit_to_length, pack_decoder_examples, pack_examples, unpack_row  # noqa: E402
+from pipelines.formats.rows import TokenizedExample, fit_to_length, pack_decoder_examples, pack_examples, unpack_row  # noqa: E402
 
 SETTINGS = ((2048, 512), (512, 128))
 
@@ -55,16 +55,16 @@ def demo_sequences(inputs_length: int, targets_length: int, corpus_dir: str | No
     """(inputs ids, targets ids) of every demo example as the pipeline produced it, in Pack's order."""
     import pyarrow.parquet as pq
 
-    from pipelines.hashing import keyed_hash
-    from pipelines.manifest import read_manifest
+    from pipelines.planning.hashing import keyed_hash
+    from pipelines.publish.manifest import read_manifest
 
     if corpus_dir is None:
         from pipelines import resources
-        from pipelines.build import run_build
-        from pipelines.catalog import load_catalog
-        from pipelines.mixtures import load_mixture
-        from pipelines.plan import make_plan
-        from pipelines.templates import load_templates
+        from pipelines.runner.graph import run_build
+        from pipelines.definitions.catalog import load_catalog
+        from pipelines.definitions.mixtures import load_mixture
+        from pipelines.planning.plan import make_plan
+        from pipelines.definitions.templates import load_templates
         from pipelines.vocab import Vocabulary
 
         vocab = Vocabulary.load(resources.default_vocab_path())

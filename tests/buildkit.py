@@ -8,8 +8,8 @@ from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.mixtures import load_mixture
-from pipelines.plan import make_plan
+from pipelines.definitions.mixtures import load_mixture
+from pipelines.planning.plan import make_plan
 
 SMALL_MIXTURE = """\
 schema_version: 1

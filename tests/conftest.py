@@ -9,11 +9,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipelines import resources  # noqa: E402
-from pipelines.build import run_build  # noqa: E402
-from pipelines.catalog import load_catalog  # noqa: E402
-from pipelines.mixtures import load_mixture  # noqa: E402
-from pipelines.plan import make_plan  # noqa: E402
-from pipelines.templates import load_templates  # noqa: E402
+from pipelines.runner.graph import run_build  # noqa: E402
+from pipelines.definitions.catalog import load_catalog  # noqa: E402
+from pipelines.definitions.mixtures import load_mixture  # noqa: E402
+from pipelines.planning.plan import make_plan  # noqa: E402
+from pipelines.definitions.templates import load_templates  # noqa: E402
 from pipelines.vocab import Vocabulary  # noqa: E402
 
 

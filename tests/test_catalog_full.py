@@ -15,14 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest  # noqa: E402
 
 from pipelines import resources  # noqa: E402
-from pipelines.catalog import fixture_rows  # noqa: E402
-from pipelines.catalog_stats import catalog_stats  # noqa: E402
+from pipelines.definitions.catalog import fixture_rows  # noqa: E402
+from pipelines.definitions.catalog_stats import catalog_stats  # noqa: E402
 from pipelines.cli import main, preview  # noqa: E402
-from pipelines.fieldtypes import field_problem  # noqa: E402
-from pipelines.lint import lint_catalog  # noqa: E402
+from pipelines.definitions.fieldtypes import field_problem  # noqa: E402
+from pipelines.definitions.lint import lint_catalog  # noqa: E402
 from pipelines.loaders import offline_ready  # noqa: E402
-from pipelines.mixtures import load_mixture, resolve_datasets  # noqa: E402
-from pipelines.templates import bind_templates  # noqa: E402
+from pipelines.definitions.mixtures import load_mixture, resolve_datasets  # noqa: E402
+from pipelines.definitions.templates import bind_templates  # noqa: E402
 
 TOOLS = resources.catalog_dir() / "tools"
 CAPS = {"flan2021": 30000, "t0": 20000, "niv2": 5000, "cot": 100000, "dialog": 200000}

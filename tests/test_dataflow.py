@@ -14,7 +14,10 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import build, dataflow, resources
+from pipelines.runner import graph
+from pipelines.runner import options
+from pipelines.runner import dataflow
+from pipelines import resources
 from pipelines.cli import main
 
 from buildkit import small_mixture, small_plan
@@ -42,8 +45,8 @@ def test_template_staged_to_gcs_carries_the_job_and_the_sdist(gcs_server, tmp_pa
     args = ["--runner=DataflowRunner", "--project=flanmix-test", "--region=us-central1",
             f"--temp_location={bucket}/tmp", f"--staging_location={bucket}/staging",
             f"--template_location={bucket}/templates/small.json"]
-    pipeline = beam.Pipeline(options=build.pipeline_options(args))
-    build.construct(pipeline, small_plan(tmp_path, catalog, families, vocab), vocab.model_proto, f"{bucket}/corpora/small")
+    pipeline = beam.Pipeline(options=options.pipeline_options(args))
+    graph.construct(pipeline, small_plan(tmp_path, catalog, families, vocab), vocab.model_proto, f"{bucket}/corpora/small")
     pipeline.run()
 
     with FileSystems.open(f"{bucket}/templates/small.json") as handle:
@@ -74,9 +77,9 @@ def test_package_installed_from_the_sdist_needs_no_checkout(tmp_path):
                     "--target", str(target), str(sdist)], check=True, capture_output=True, timeout=300)
     probe = (
         "from pipelines import features, resources\n"
-        "from pipelines.catalog import load_catalog\n"
-        "from pipelines.mixtures import load_mixture\n"
-        "from pipelines.templates import load_templates\n"
+        "from pipelines.definitions.catalog import load_catalog\n"
+        "from pipelines.definitions.mixtures import load_mixture\n"
+        "from pipelines.definitions.templates import load_templates\n"
         "print(resources.project_root())\n"
         "print(features.feature_spec()['layout'] if 'layout' in features.feature_spec() else 'spec')\n"
         "print(len(load_catalog()), len(load_templates()), load_mixture('demo').name)\n"

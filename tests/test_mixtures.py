@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.catalog import load_catalog
+from pipelines.definitions.catalog import load_catalog
 from pipelines.cli import main
 from pipelines.errors import CatalogError, LoaderError
-from pipelines.mixtures import default_target, load_mixture, resolve_weights, sampling_rate
-from pipelines.plan import make_plan
-from pipelines.templates import load_templates
+from pipelines.definitions.mixtures import default_target, load_mixture, resolve_weights, sampling_rate
+from pipelines.planning.plan import make_plan
+from pipelines.definitions.templates import load_templates
 
 from conftest import build_corpus, write
 
@@ -155,7 +155,7 @@ def test_mixtures_show_prints_every_task_with_weight_and_expected_count(capsys):
 def test_flan2022_recipe_resolves_over_the_whole_catalog(catalog):
     """The shipped Flan 2022 mixture: collection rates 0.4/0.32/0.2/0.05/0.03, per-collection caps,
     and no held-out evaluation set (MMLU, BBH, TyDiQA, MGSM) among its tasks."""
-    from pipelines.mixture_report import plan_mixture
+    from pipelines.planning.mixture_report import plan_mixture
 
     mixture = load_mixture("flan2022")
     rows, target, _ = plan_mixture(mixture, catalog, count=False)
@@ -197,7 +197,7 @@ def test_workers_resolve_the_same_weights_from_the_slim_plan(catalog, vocab):
     manifest's copy keeps those). Mixture weights must come out the same from it."""
     import pickle
 
-    from pipelines.plan import for_workers
+    from pipelines.planning.plan import for_workers
 
     plan = make_plan(load_mixture("flan2022"), catalog, load_templates(), vocab)  # offline: most sources skipped
     slim, for_manifest = for_workers(plan), for_workers(plan, keep_skipped=True)

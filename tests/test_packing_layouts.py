@@ -12,14 +12,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import cli, features
+from pipelines import cli
+from pipelines.formats import layouts as features
 from pipelines.errors import FlanmixError
-from pipelines.hashing import keyed_hash
-from pipelines.mixtures import load_mixture
-from pipelines.packing import fit_decoder, fit_to_length, unpack_row
-from pipelines.plan import make_plan
-from pipelines.templates import compile_template, render
-from pipelines.text_export import TEXT_DIR
+from pipelines.planning.hashing import keyed_hash
+from pipelines.definitions.mixtures import load_mixture
+from pipelines.formats.rows import fit_decoder, fit_to_length, unpack_row
+from pipelines.planning.plan import make_plan
+from pipelines.definitions.templates import compile_template, render
+from pipelines.stages.write_text import TEXT_DIR
 
 from buildkit import small_mixture
 from test_build_e2e import read_parquet, rendered_rows

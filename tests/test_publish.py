@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import publish, writers
-from pipelines.build import run_build
-from pipelines.publish import PublishError
-from pipelines.writers import WrittenFile
+from pipelines.publish import commit as publish
+from pipelines.formats import writers
+from pipelines.runner.graph import run_build
+from pipelines.publish.commit import PublishError
+from pipelines.formats.writers import WrittenFile
 
 from buildkit import SMALL_EXAMPLES, digest_tree, read_back, small_mixture, small_plan
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pipelines import publish
-from pipelines.build import run_build
-from pipelines.publish import PublishError
+from pipelines.publish import commit as publish
+from pipelines.runner.graph import run_build
+from pipelines.publish.commit import PublishError
 
 from buildkit import SMALL_EXAMPLES, read_back, small_plan
 from emulators import gcs_server, s3_server  # noqa: F401 - fixtures

@@ -10,8 +10,11 @@ import pytest
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import build, progress, resources
-from pipelines.build import run_build
+from pipelines.runner import graph
+from pipelines.runner import options
+from pipelines.runner import progress
+from pipelines import resources
+from pipelines.runner.graph import run_build
 from pipelines.cli import main
 from pipelines.errors import FlanmixError
 
@@ -30,46 +33,46 @@ def test_output_is_byte_identical_with_one_or_two_worker_processes(tmp_path, cat
 
 def test_flanmix_build_uses_all_cores_once_the_job_is_big_enough(tmp_path, catalog, families, vocab):
     plan = small_plan(tmp_path, catalog, families, vocab)
-    assert build.default_local_args(plan, cores=8) == ["--direct_running_mode=multi_threading", "--direct_num_workers=1"]
+    assert options.default_local_args(plan, cores=8) == ["--direct_running_mode=multi_threading", "--direct_num_workers=1"]
     big = dataclasses.replace(plan, sources=tuple(
-        dataclasses.replace(s, size_bytes=build.MULTIPROCESS_MIN_SOURCE_BYTES) for s in plan.sources))
-    assert build.default_local_args(big, cores=8) == ["--direct_running_mode=multi_processing", "--direct_num_workers=8"]
+        dataclasses.replace(s, size_bytes=options.MULTIPROCESS_MIN_SOURCE_BYTES) for s in plan.sources))
+    assert options.default_local_args(big, cores=8) == ["--direct_running_mode=multi_processing", "--direct_num_workers=8"]
 
-    assert build.resolved_args([], big, all_cores=True)[0] == "--runner=FnApiRunner"
-    assert "--direct_running_mode=multi_processing" in build.resolved_args([], big, all_cores=True)
-    assert build.resolved_args([], big) == ["--runner=FnApiRunner"]  # library callers: Beam's default
+    assert options.resolved_args([], big, all_cores=True)[0] == "--runner=FnApiRunner"
+    assert "--direct_running_mode=multi_processing" in options.resolved_args([], big, all_cores=True)
+    assert options.resolved_args([], big) == ["--runner=FnApiRunner"]  # library callers: Beam's default
     mine = ["--direct_num_workers=3"]
-    assert build.resolved_args(mine, big, all_cores=True) == mine + ["--runner=FnApiRunner"]  # the user's choice wins
+    assert options.resolved_args(mine, big, all_cores=True) == mine + ["--runner=FnApiRunner"]  # the user's choice wins
 
 
 def test_dataflow_gets_the_setup_file_and_no_main_session(tmp_path, catalog, families, vocab):
-    args = build.resolved_args(["--runner", "DataflowRunner", "--project=p"])
+    args = options.resolved_args(["--runner", "DataflowRunner", "--project=p"])
     assert f"--setup_file={resources.project_root() / 'setup.py'}" in args and "--no_save_main_session" in args
     assert resources.setup_file() == resources.project_root() / "setup.py"
-    custom = build.resolved_args(["--runner=DataflowRunner", "--sdk_container_image=me/flanmix:1"])
+    custom = options.resolved_args(["--runner=DataflowRunner", "--sdk_container_image=me/flanmix:1"])
     assert not any(a.startswith("--setup_file") for a in custom)
 
     plan = small_plan(tmp_path, catalog, families, vocab)
-    problems = build.remote_problems(plan, str(tmp_path / "out"), ["--runner=DataflowRunner"])
+    problems = options.remote_problems(plan, str(tmp_path / "out"), ["--runner=DataflowRunner"])
     assert "is a local path" in problems[0] and "read local files" in problems[1]
-    assert build.remote_problems(plan, str(tmp_path / "out"), []) == []
+    assert options.remote_problems(plan, str(tmp_path / "out"), []) == []
 
 
 @pytest.mark.parametrize("runner", ["DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"])
 def test_dask_runner_is_refused_with_the_reason(runner):
     with pytest.raises(FlanmixError, match="silently loses data written through file sinks"):
-        build.pipeline_options([f"--runner={runner}"])
+        options.pipeline_options([f"--runner={runner}"])
 
 
 def test_progress_prints_beam_counters_while_running_and_at_the_end(tmp_path, catalog, families, vocab):
     plan = small_plan(tmp_path, catalog, families, vocab)
     lines: list[str] = []
-    options = build.pipeline_options(["--direct_running_mode=multi_threading"])
+    options = options.pipeline_options(["--direct_running_mode=multi_threading"])
     runner = progress.runner_for(options, every=0.2)
     assert isinstance(runner, progress.LiveFnApiRunner)
     runner.printer.emit = lines.append
     pipeline = beam.Pipeline(runner=runner, options=options)
-    build.construct(pipeline, plan, vocab.model_proto, str(tmp_path / "out"))
+    graph.construct(pipeline, plan, vocab.model_proto, str(tmp_path / "out"))
     result = progress.run_and_report(pipeline, 0.2)
     final = progress.counters_from_results(result.metrics())
     assert final["read/cot_gsm8k"] == 300 and final["written_rows"] > 0
@@ -121,7 +124,7 @@ def test_the_graph_spreads_work_only_where_there_are_workers_to_spread_it_over(t
     def leaves(args: list[str]) -> dict[str, str]:
         """leaf transform name -> its URN"""
         pipeline = beam.Pipeline(options=PipelineOptions(args))
-        build.construct(pipeline, plan, vocab.model_proto, str(tmp_path / "out"))
+        graph.construct(pipeline, plan, vocab.model_proto, str(tmp_path / "out"))
         proto = pipeline.to_runner_api()
         return {t.unique_name: t.spec.urn for t in proto.components.transforms.values() if not t.subtransforms}
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.testing.util import assert_that
 
-from pipelines import build, spill
-from pipelines.transforms import order_shard, shard_order_key
+from pipelines.runner import graph
+from pipelines.runner import options
+from pipelines.stages import spill
+from pipelines.stages.pack import order_shard, shard_order_key
 
 from buildkit import small_plan
 
@@ -41,7 +43,7 @@ def test_spill_fn_sends_references_whose_merge_is_the_sorted_input(tmp_path):
         for shard, runs in by_shard.items():
             assert list(spill.merge_runs(runs, shard_order_key)) == sorted(ITEMS[shard], key=shard_order_key)
 
-    with beam.Pipeline(options=build.pipeline_options(["--direct_running_mode=in_memory"])) as p:
+    with beam.Pipeline(options=options.pipeline_options(["--direct_running_mode=in_memory"])) as p:
         refs = p | beam.Create(batches, reshuffle=False) | beam.ParDo(spill.SpillRunsFn(str(tmp_path), shard_order_key, budget_bytes=1))
         assert_that(refs, check)
 
@@ -50,8 +52,8 @@ def test_only_the_local_runner_spills(tmp_path, catalog, families, vocab):
     plan = small_plan(tmp_path, catalog, families, vocab)
 
     def labels(args):
-        pipeline = beam.Pipeline(options=build.pipeline_options(args))
-        build.construct(pipeline, plan, vocab.model_proto, "gs://flanmix-bucket/out")
+        pipeline = beam.Pipeline(options=options.pipeline_options(args))
+        graph.construct(pipeline, plan, vocab.model_proto, "gs://flanmix-bucket/out")
         return {t.full_label for t in pipeline.transforms_stack[0].parts for t in [t, *t.parts]}
 
     assert "Pack/SpillRuns" in labels([])

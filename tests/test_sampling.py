@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.mixtures import FewShotConfig
-from pipelines.sampling import assemble_few_shot, choose_variant, copies, supported_settings, templates_for_setting
-from pipelines.templates import Template
+from pipelines.definitions.mixtures import FewShotConfig
+from pipelines.planning.fewshot import assemble_few_shot
+from pipelines.planning.sampling import choose_variant, copies, supported_settings, templates_for_setting
+from pipelines.definitions.templates import Template
 
 ZS = Template("zs", "f", "zero_shot", False, False, "Q: {{ q }}", "{{ a }}")
 ZS_OPT = Template("zs_opt", "f", "zero_shot", True, False, "Q: {{ q }} {{ answer_choices }}", "{{ a }}", answer_choices="x ||| y")
@@ -51,8 +52,8 @@ def test_assemble_puts_exemplars_before_the_query():
 
 
 def test_few_shot_prompt_is_fitted_to_the_budget_by_dropping_whole_exemplars(vocab):
-    from pipelines.plan import BuildPlan
-    from pipelines.transforms import TokenizeBatchFn
+    from pipelines.planning.plan import BuildPlan
+    from pipelines.stages.tokenize import TokenizeBatchFn
 
     plan = BuildPlan("m", 0, "train", 40, 16, "truncate", 1, {}, (), {}, "v", "", 8000,
                      few_shot=FewShotConfig(example_separator="\n\n"))

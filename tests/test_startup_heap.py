@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gc
 
-from pipelines import startup_heap
+from pipelines.runner import startup_heap
 
 
 def test_freeze_lasts_for_the_build_only_and_workers_do_not_refreeze_inside_it(monkeypatch):

@@ -6,8 +6,8 @@ import yaml
 
 from pipelines.cli import main
 from pipelines.errors import RenderError, TemplateError
-from pipelines.promptsource_import import convert, split_jinja
-from pipelines.templates import compile_template, load_family, render_with_choices
+from pipelines.definitions.promptsource_import import convert, split_jinja
+from pipelines.definitions.templates import compile_template, load_family, render_with_choices
 
 from conftest import write
 

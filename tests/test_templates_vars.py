@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.catalog import load_catalog
+from pipelines.definitions.catalog import load_catalog
 from pipelines.errors import RenderError
-from pipelines.lint import lint_catalog
-from pipelines.templates import Template, bind_templates, compile_template, load_templates, render, render_with_choices
+from pipelines.definitions.lint import lint_catalog
+from pipelines.definitions.templates import Template, bind_templates, compile_template, load_templates, render, render_with_choices
 
 from conftest import write
 

@@ -100,7 +100,7 @@ def open_corpus(
     expect_lengths: Mapping[str, int] | None = None,
 ) -> Corpus:
     """Read and check `root/manifest.json`. `expect_lengths` entries of 0 mean "take the manifest's"."""
-    from pipelines.manifest import read_manifest
+    from pipelines.publish.manifest import read_manifest
 
     if data_format not in FORMATS:
         raise CorpusError(f"unknown data format {data_format!r}; use one of {', '.join(FORMATS)}")
@@ -217,7 +217,7 @@ def _tensorflow():
 
 
 def _read_tfrecord(corpus: Corpus, path: str) -> dict[str, np.ndarray]:
-    from pipelines.tf_example import parse_example
+    from pipelines.formats.tf_example import parse_example
 
     tf = _tensorflow()
     names = corpus.layout.feature_names

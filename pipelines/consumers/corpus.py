@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines import features
+from pipelines.formats import layouts as features
 from pipelines.errors import FlanmixError
-from pipelines.manifest import read_manifest
+from pipelines.publish.manifest import read_manifest
 
 PACKED_LAYOUTS = ("encdec", "decoder")
 

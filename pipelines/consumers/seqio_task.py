@@ -35,7 +35,7 @@ import seqio
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import features
+from pipelines.formats import layouts as features
 from pipelines.consumers.corpus import CorpusInfo, open_corpus
 from pipelines.errors import FlanmixError
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines import features
+from pipelines.formats import layouts as features
 from pipelines.consumers.corpus import CorpusInfo, open_corpus
 
 

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from pipelines import features
+from pipelines.formats import layouts as features
 from pipelines.consumers.tfdata import read_tfrecord_dataset
 from pipelines.errors import FlanmixError
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pipelines import cli as flanmix_cli
-from pipelines.packing import unpack_row
+from pipelines.formats.rows import unpack_row
 from trainer import data as data_lib
 from trainer.config import MODEL_SIZES, TrainConfig
 from trainer.errors import CheckpointMismatchError, CorpusError, CorpusMismatchError

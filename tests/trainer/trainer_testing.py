@@ -53,11 +53,11 @@ def enable_compile_cache(directory: Path) -> None:
 def build_test_corpus(out: Path, num_shards: int = 2) -> Path:
     """The real Beam job on four shipped datasets (about 600 examples, 350 rows at 256/64), a few seconds."""
     from pipelines import resources
-    from pipelines.build import run_build
-    from pipelines.catalog import load_catalog
-    from pipelines.mixtures import load_mixture
-    from pipelines.plan import make_plan
-    from pipelines.templates import load_templates
+    from pipelines.runner.graph import run_build
+    from pipelines.definitions.catalog import load_catalog
+    from pipelines.definitions.mixtures import load_mixture
+    from pipelines.planning.plan import make_plan
+    from pipelines.definitions.templates import load_templates
     from pipelines.vocab import Vocabulary
 
     mixture_path = out.parent / "trainer_test_mixture.yaml"

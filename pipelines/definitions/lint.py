@@ -12,11 +12,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from pipelines.catalog import Catalog, DatasetEntry, fixture_rows
+from pipelines.definitions.catalog import Catalog, DatasetEntry, fixture_rows
 from pipelines.errors import FlanmixError, RenderError, TemplateError
-from pipelines.fieldtypes import field_problem
+from pipelines.definitions.fieldtypes import field_problem
 from pipelines.loaders import get_loader, offline_ready
-from pipelines.templates import (
+from pipelines.definitions.templates import (
     RAW, Template, TemplateFamily, bind_templates, compile_template, expression_references,
     referenced_fields, render_with_choices,
 )

@@ -23,9 +23,9 @@ from typing import Mapping
 import yaml
 
 from pipelines import resources
-from pipelines.catalog import Catalog, DatasetEntry
+from pipelines.definitions.catalog import Catalog, DatasetEntry
 from pipelines.errors import CatalogError
-from pipelines.schema_check import validate
+from pipelines.definitions.schema_check import validate
 
 DEFAULT_LENGTHS = {"inputs": 2048, "targets": 512}
 PROMPT_SETTINGS = ("zs_opt", "zs_noopt", "fs_opt", "fs_noopt")

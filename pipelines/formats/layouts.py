@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines import resources
-from pipelines.packing import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUT_FEATURES, LAYOUTS, PackedBatch
-from pipelines.tf_example import serialize_examples
+from pipelines.formats.rows import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUT_FEATURES, LAYOUTS, PackedBatch
+from pipelines.formats.tf_example import serialize_examples
 
 FEATURE_SPEC_FILE = {LAYOUT_ENCDEC: "packed_encdec.features.json", LAYOUT_DECODER: "packed_decoder.features.json"}
 TEXT_EXPORT_SCHEMA_FILE = "text_export.schema.json"

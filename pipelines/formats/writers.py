@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from pipelines import features
-from pipelines.packing import PackedBatch
+from pipelines.formats import layouts as features
+from pipelines.formats.rows import PackedBatch
 
 
 @dataclass(frozen=True)

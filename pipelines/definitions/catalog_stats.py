@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from pipelines.catalog import Catalog, DatasetEntry
+from pipelines.definitions.catalog import Catalog, DatasetEntry
 
 PAPER = {"datasets": 473, "categories": 146, "forward_tasks": 1836}
 COLLECTIONS = ("flan2021", "t0", "niv2", "cot", "dialog", "program_synthesis")

@@ -18,7 +18,7 @@ import yaml
 from pipelines import resources
 from pipelines.errors import CatalogError
 from pipelines.loaders.base import RawRow
-from pipelines.schema_check import validate
+from pipelines.definitions.schema_check import validate
 
 
 @dataclass(frozen=True)

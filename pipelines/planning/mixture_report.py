@@ -10,11 +10,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Mapping
 
-from pipelines.catalog import Catalog, DatasetEntry
+from pipelines.definitions.catalog import Catalog, DatasetEntry
 from pipelines.errors import FlanmixError
-from pipelines.fieldtypes import field_problem
+from pipelines.definitions.fieldtypes import field_problem
 from pipelines.loaders import get_loader
-from pipelines.mixtures import Mixture, default_target, resolve_datasets, resolve_weights, sampling_rate
+from pipelines.definitions.mixtures import Mixture, default_target, resolve_datasets, resolve_weights, sampling_rate
 
 ASSUMED_WHEN_UNCAPPED = 10_000
 

@@ -33,9 +33,10 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import manifest as manifest_lib
+from pipelines import counters
+from pipelines.publish import manifest as manifest_lib
 from pipelines.errors import FlanmixError
-from pipelines.writers import WrittenFile
+from pipelines.formats.writers import WrittenFile
 
 STAGING_PREFIX = ".staging-"
 CHUNK = 8 * 1024 * 1024
@@ -368,7 +369,7 @@ def _files_of(report):
 
 def verify_file_counted(written: WrittenFile, staging: str) -> int:
     verify_file(staging, written)
-    beam.metrics.Metrics.counter("flanmix", "verified_files").inc()
+    counters.VERIFIED_FILES.counter().inc()
     return 1
 
 

@@ -13,13 +13,14 @@ from typing import Mapping
 import apache_beam as beam
 
 from pipelines.errors import RenderError
-from pipelines.fieldtypes import field_problem
-from pipelines.hashing import keyed_hash
+from pipelines.definitions.fieldtypes import field_problem
+from pipelines.planning.hashing import keyed_hash
 from pipelines.loaders import SourceShard, get_loader
-from pipelines.mixtures import default_target, resolve_weights, sampling_rate
-from pipelines.plan import BuildPlan
-from pipelines.sampling import SamplingTable, TaskSampling, Variant, choose_variant, fit_few_shot, supported_settings
-from pipelines.templates import compile_template, render
+from pipelines.definitions.mixtures import default_target, resolve_weights, sampling_rate
+from pipelines.planning.plan import BuildPlan
+from pipelines.planning.fewshot import fit_few_shot
+from pipelines.planning.sampling import SamplingTable, TaskSampling, Variant, choose_variant, supported_settings
+from pipelines.definitions.templates import compile_template, render
 from pipelines.vocab import Vocabulary, worker_vocabulary
 
 

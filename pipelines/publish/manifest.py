@@ -8,10 +8,10 @@ from collections import defaultdict
 from apache_beam.io.filesystems import FileSystems
 
 import pipelines
-from pipelines import features
-from pipelines.plan import BuildPlan
-from pipelines.sampling import SamplingTable
-from pipelines.stats import Report
+from pipelines.formats import layouts as features
+from pipelines.planning.plan import BuildPlan
+from pipelines.planning.sampling import SamplingTable
+from pipelines.records import Report
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1

@@ -23,8 +23,8 @@ import jinja2
 import yaml
 
 from pipelines.errors import TemplateError
-from pipelines.schema_check import validate
-from pipelines.templates import make_environment
+from pipelines.definitions.schema_check import validate
+from pipelines.definitions.templates import make_environment
 
 
 class _PromptsourceLoader(yaml.SafeLoader):

@@ -24,8 +24,8 @@ from pipelines.errors import FlanmixError
 
 
 def _load_catalog_and_templates(args):
-    from pipelines.catalog import load_catalog
-    from pipelines.templates import load_templates
+    from pipelines.definitions.catalog import load_catalog
+    from pipelines.definitions.templates import load_templates
 
     return load_catalog(args.catalog), load_templates(args.templates)
 
@@ -33,11 +33,13 @@ def _load_catalog_and_templates(args):
 # --- build ---------------------------------------------------------------------------------------
 
 def cmd_build(args, beam_args: list[str]) -> int:
-    from pipelines import build, progress, publish
-    from pipelines.build import run_build
-    from pipelines.manifest import read_manifest
-    from pipelines.mixtures import load_mixture
-    from pipelines.plan import make_plan
+    from pipelines.runner import dry_run, options
+    from pipelines.runner import progress
+    from pipelines.publish import commit as publish
+    from pipelines.runner.graph import run_build
+    from pipelines.publish.manifest import read_manifest
+    from pipelines.definitions.mixtures import load_mixture
+    from pipelines.planning.plan import make_plan
     from pipelines.vocab import Vocabulary
 
     catalog, families = _load_catalog_and_templates(args)
@@ -56,18 +58,18 @@ def cmd_build(args, beam_args: list[str]) -> int:
     print(f"flanmix build: mixture {plan.mixture}, {len(plan.datasets)} datasets, {len(plan.sources)} source files, "
           f"{plan.num_shards} output shard(s), lengths {plan.inputs_length}/{plan.targets_length}, seed {plan.seed}")
     if args.dataflow_check:
-        from pipelines.dataflow import check_job
+        from pipelines.runner.dataflow import check_job
 
         print(check_job(plan, vocab.model_proto, args.output, beam_args).format())
         return 0
-    build.set_filesystem_options(beam_args)
+    options.set_filesystem_options(beam_args)
     progress.quiet_known_beam_noise()
     output = publish.resolve_output(args.output, plan.mixture, args.versioned)
     if args.dry_run:
-        print(build.describe(plan, output, beam_args, args.overwrite))
+        print(dry_run.describe(plan, output, beam_args, args.overwrite))
         return 0
-    problems = build.remote_problems(plan, output, beam_args)
-    if problems and build.runner_name(beam_args) == "DataflowRunner":
+    problems = options.remote_problems(plan, output, beam_args)
+    if problems and options.runner_name(beam_args) == "DataflowRunner":
         raise FlanmixError("Dataflow workers cannot run this build:\n  " + "\n  ".join(problems))
     for problem in problems:  # other engines' workers may share a filesystem with the launcher
         print(f"flanmix build: WARNING: {problem}")
@@ -75,8 +77,8 @@ def cmd_build(args, beam_args: list[str]) -> int:
     run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
               progress_every=args.progress)
     wall = time.perf_counter() - start
-    if build._has(beam_args, "template_location"):
-        print(f"flanmix build: Dataflow template written to {build._flag(beam_args, 'template_location')}")
+    if options._has(beam_args, "template_location"):
+        print(f"flanmix build: Dataflow template written to {options._flag(beam_args, 'template_location')}")
         return 0
     print_summary(read_manifest(output), output, wall)
     return 0
@@ -118,7 +120,7 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
 # --- catalog -------------------------------------------------------------------------------------
 
 def cmd_catalog(args) -> int:
-    from pipelines.catalog import load_catalog
+    from pipelines.definitions.catalog import load_catalog
 
     catalog = load_catalog(args.catalog)
     if args.catalog_cmd == "list":
@@ -126,7 +128,7 @@ def cmd_catalog(args) -> int:
             print(f"{e.name:56} {','.join(e.collections):10} {e.loader_type:10} {'; '.join(e.task_categories)}")
         return 0
     if args.catalog_cmd == "stats":
-        from pipelines.catalog_stats import catalog_stats, format_stats
+        from pipelines.definitions.catalog_stats import catalog_stats, format_stats
 
         stats = catalog_stats(catalog)
         print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
@@ -139,7 +141,7 @@ def cmd_catalog(args) -> int:
 # --- templates -----------------------------------------------------------------------------------
 
 def cmd_templates(args) -> int:
-    from pipelines.lint import lint_catalog
+    from pipelines.definitions.lint import lint_catalog
 
     if args.templates_cmd == "import-promptsource":
         return import_promptsource(args)
@@ -158,7 +160,7 @@ def cmd_templates(args) -> int:
 
 
 def import_promptsource(args) -> int:
-    from pipelines.promptsource_import import import_file
+    from pipelines.definitions.promptsource_import import import_file
 
     out_dir = args.output or args.templates or str(resources.templates_dir())
     path, family, skipped = import_file(args.path, out_dir, args.family, args.force)
@@ -172,7 +174,7 @@ def import_promptsource(args) -> int:
 def preview_rows(entry, n: int, use_fixtures: bool):
     """(rows, note): the first `n` source rows, or the entry's fixture rows when the source cannot be
     read here (or `use_fixtures`)."""
-    from pipelines.catalog import fixture_rows
+    from pipelines.definitions.catalog import fixture_rows
     from pipelines.loaders import get_loader
 
     if not use_fixtures:
@@ -193,8 +195,8 @@ def preview_rows(entry, n: int, use_fixtures: bool):
 
 def preview(catalog, families, dataset: str, n: int, template_id: str | None, use_fixtures: bool = False) -> int:
     from pipelines.errors import RenderError
-    from pipelines.fieldtypes import field_problem
-    from pipelines.templates import bind_templates, compile_template, render
+    from pipelines.definitions.fieldtypes import field_problem
+    from pipelines.definitions.templates import bind_templates, compile_template, render
 
     entry = catalog[dataset]
     templates = list(bind_templates(entry.templates, families, entry.template_vars))
@@ -227,9 +229,9 @@ def preview(catalog, families, dataset: str, n: int, template_id: str | None, us
 def cmd_mixtures(args) -> int:
     import dataclasses
 
-    from pipelines.catalog import load_catalog
-    from pipelines.mixture_report import format_plan, plan_mixture
-    from pipelines.mixtures import load_mixture, mixtures_dir
+    from pipelines.definitions.catalog import load_catalog
+    from pipelines.planning.mixture_report import format_plan, plan_mixture
+    from pipelines.definitions.mixtures import load_mixture, mixtures_dir
 
     if args.mixtures_cmd == "list":
         for path in sorted(mixtures_dir().glob("*.yaml")):
@@ -253,7 +255,7 @@ def cmd_vocab(args) -> int:
     from pipelines.loaders import get_loader
     from pipelines.vocab import Vocabulary, train_vocabulary
 
-    from pipelines.mixtures import load_mixture, resolve_datasets
+    from pipelines.definitions.mixtures import load_mixture, resolve_datasets
 
     catalog, families = _load_catalog_and_templates(args)
     entries = resolve_datasets(load_mixture(args.mixture), catalog)

@@ -11,7 +11,7 @@ merge), which yields exactly the order a full sort would. Memory is bounded by t
 writing side and by one chunk per run on the reading side.
 
 Runners with an external shuffle (Dataflow, Flink, Spark) do not need this and would only pay for the
-extra files; the build spills on the local runner only (`build.construct`).
+extra files; the build spills on the local runner only (`runner.graph.construct`).
 
 Run names are random (a retried bundle writes new ones; only the runs of the attempt that succeeded
 are referenced downstream), the merged order is not: it depends only on the items' sort keys.
@@ -28,6 +28,8 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
+
+from pipelines import counters
 
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
 CHUNK_ITEMS = 1024
@@ -115,5 +117,5 @@ class SpillRunsFn(beam.DoFn):
             return
         path = FileSystems.join(self.directory, RUNS_DIR, f"{uuid.uuid4().hex}.runs")
         runs = write_runs(path, {shard: sorted(items, key=self.sort_key) for shard, items in buffers.items()})
-        beam.metrics.Metrics.counter("flanmix", "spilled_runs").inc(len(runs))
+        counters.SPILLED_RUNS.counter().inc(len(runs))
         yield from sorted(runs.items())

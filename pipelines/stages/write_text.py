@@ -19,31 +19,30 @@ from collections import Counter
 from typing import Iterable, Iterator
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 
-from pipelines import sampling, writers
-from pipelines.hashing import placement
-from pipelines.plan import BuildPlan
-from pipelines.stats import Report, count_example
+from pipelines import counters
+from pipelines.planning.fewshot import assemble_few_shot
+from pipelines.formats import writers
+from pipelines.planning.hashing import placement
+from pipelines.planning.plan import BuildPlan
+from pipelines.counters import count_example
+from pipelines.records import RenderedExample, Report, TextItem, provenance
 
 TEXT_DIR = "jsonl"
-NAMESPACE = "flanmix"
 
 
-def text_record(plan: BuildPlan, dataset: str, rendered: tuple) -> dict:
+def text_record(plan: BuildPlan, dataset: str, rendered: RenderedExample) -> dict:
     """One rendered example, as RenderTemplates emits it, to the record of a jsonl line."""
-    template_id, key, setting, inputs, targets, shots = rendered
-    if shots:
-        inputs = sampling.assemble_few_shot(shots, inputs, plan.few_shot)
+    inputs = assemble_few_shot(rendered.shots, rendered.inputs, plan.few_shot) if rendered.shots else rendered.inputs
     return {
-        "id": f"{dataset}|{template_id}|{setting}|{key}",
+        "id": provenance(dataset, rendered.template_id, rendered.setting, rendered.key),
         "dataset": dataset,
         "collection": plan.datasets[dataset].collection,
-        "template_id": template_id,
-        "prompt_setting": setting,
-        "row_id": key,
+        "template_id": rendered.template_id,
+        "prompt_setting": rendered.setting,
+        "row_id": rendered.key,
         "inputs": inputs,
-        "targets": targets,
+        "targets": rendered.targets,
     }
 
 
@@ -52,28 +51,28 @@ def text_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
 
 
-def key_by_shard(element, plan: BuildPlan) -> Iterator[tuple[int, list]]:
-    """(shard, [(order, id, line)]) for one rendered batch: the packed output's shard and order."""
+def key_by_shard(element, plan: BuildPlan) -> Iterator[tuple[int, list[TextItem]]]:
+    """(shard, [TextItem]) for one rendered batch: the packed output's shard and order."""
     dataset, examples = element
     by_shard: dict[int, list] = {}
     for rendered in examples:
         record = text_record(plan, dataset, rendered)
         key = record["row_id"]
         shard, order = placement(plan.seed, plan.num_shards, dataset, key)
-        by_shard.setdefault(shard, []).append((order, record["id"], text_line(record)))
+        by_shard.setdefault(shard, []).append(TextItem(order, record["id"], text_line(record)))
     yield from by_shard.items()
 
 
 def shard_lines(batches: Iterable) -> list[str]:
     """One shard's lines in their deterministic order, whatever order the batches arrived in."""
     items = [item for batch in batches for item in batch]
-    items.sort(key=lambda it: (it[0], it[1]))
-    return [line for _, _, line in items]
+    items.sort(key=lambda it: (it.order, it.id))
+    return [it.line for it in items]
 
 
 def text_report(lines: list[str], files) -> Report:
     counts: Counter = Counter()
-    counts[("rows",)] += len(lines)
+    counts[counters.ROWS.key()] += len(lines)
     for line in lines:
         count_example(counts, json.loads(line)["id"])
     return Report(dict(counts), tuple(files))
@@ -97,12 +96,12 @@ class WriteTextShardFn(beam.DoFn):
     def process(self, element):
         shard, batches = element
         report = write_text_shard(shard, batches, self.plan, self.output_dir)
-        Metrics.counter(NAMESPACE, "written_rows").inc(report.counts.get(("rows",), 0))
+        counters.WRITTEN_ROWS.counter().inc(report.counts.get(counters.ROWS.key(), 0))
         yield report
 
 
 class WriteText(beam.PTransform):
-    """Rendered batches -> one JSONL file per output shard that receives rows (`transforms.finish_corpus`
+    """Rendered batches -> one JSONL file per output shard that receives rows (`stages.finish.finish_corpus`
     writes the empty files of the others)."""
 
     def __init__(self, plan: BuildPlan, output_dir: str):

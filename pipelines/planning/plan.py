@@ -13,13 +13,13 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from pipelines.catalog import Catalog, DatasetEntry
+from pipelines.definitions.catalog import Catalog, DatasetEntry
 from pipelines.errors import CatalogError, FlanmixError, LoaderError, TemplateError
-from pipelines.lint import lint_static
+from pipelines.definitions.lint import lint_static
 from pipelines.loaders import SourceShard, get_loader
-from pipelines.mixtures import FewShotConfig, Mixture, resolve_datasets
-from pipelines.packing import DEFAULT_BUFFER_SIZE, LAYOUTS
-from pipelines.templates import Template, TemplateFamily, bind_templates
+from pipelines.definitions.mixtures import FewShotConfig, Mixture, resolve_datasets
+from pipelines.formats.rows import DEFAULT_BUFFER_SIZE, LAYOUTS
+from pipelines.definitions.templates import Template, TemplateFamily, bind_templates
 from pipelines.vocab import Vocabulary
 
 # One output shard per 64 MiB of source: ~60k Flan-like examples, a ~100 MB TFRecord shard, and what

@@ -34,7 +34,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from pipelines import resources
 from pipelines.errors import RenderError, TemplateError
-from pipelines.schema_check import validate
+from pipelines.definitions.schema_check import validate
 
 CHOICE_SEPARATOR = "|||"
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: same results, ~10x faster
