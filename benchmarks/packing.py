@@ -13,7 +13,7 @@ Corpora
 
 For each corpus and encoder-decoder setting IN/TG (2048/512 and 512/128) both packers get the same
 sequences in the same order:
-- flanmix: `pipelines.packing.pack_examples` (buffer 10,000 examples, the build's default);
+- flanmix: `pipelines.formats.rows.pack_examples` (buffer 10,000 examples, the build's default);
 - seqio: `seqio.utils.trim_and_pack_dataset` on a tf.data dataset of the sequences with feature lengths
   {"inputs": IN, "targets": TG} (use_custom_ops=False: seqio's only portable path; it is what
   EncDecFeatureConverter(pack=True) runs).
@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipelines.formats.rows import TokenizedExample, fit_to_length, pack_decoder_examples, pack_examples, unpack_row  # noqa: E402
+from pipelines.formats.fit import fit_to_length  # noqa: E402
+from pipelines.formats.rows import TokenizedExample, pack_decoder_examples, pack_examples, unpack_row  # noqa: E402
 
 SETTINGS = ((2048, 512), (512, 128))
 
@@ -56,7 +57,7 @@ def demo_sequences(inputs_length: int, targets_length: int, corpus_dir: str | No
     import pyarrow.parquet as pq
 
     from pipelines.planning.hashing import keyed_hash
-    from pipelines.publish.manifest import read_manifest
+    from flanmix_corpus.reader import read_manifest
 
     if corpus_dir is None:
         from pipelines import resources

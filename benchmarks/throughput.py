@@ -87,7 +87,7 @@ def run_floor(catalog_dir: str, out: str) -> dict:
     from pipelines.planning.hashing import keyed_choice
     from pipelines.loaders import get_loader
     from pipelines.definitions.templates import bind_templates, compile_template, load_templates, render
-    from pipelines.formats.tf_example import serialize_example
+    from flanmix_corpus.tf_example import serialize_example
     from pipelines.vocab import Vocabulary
 
     import gc
@@ -128,7 +128,7 @@ def run_build(catalog_dir: str, mixture: str, out: str, beam_args: list[str]) ->
     from pipelines import resources
     from pipelines.runner.graph import run_build as beam_build
     from pipelines.definitions.catalog import load_catalog
-    from pipelines.publish.manifest import read_manifest
+    from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
     from pipelines.planning.plan import make_plan
     from pipelines.definitions.templates import load_templates

@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import jax
 
-    from pipelines.publish.manifest import read_manifest
+    from flanmix_corpus.reader import read_manifest
 
     manifest = read_manifest(args.corpus)
     devices = jax.devices()

@@ -13,7 +13,8 @@ import tensorflow as tf
 from pipelines.formats.layouts import tf_feature_description
 from pipelines.definitions.fieldtypes import field_problem
 from pipelines.loaders import get_loader
-from pipelines.formats.rows import fit_to_length, unpack_row
+from pipelines.formats.fit import fit_to_length
+from pipelines.formats.rows import unpack_row
 from pipelines.definitions.templates import compile_template, render
 
 from conftest import build_corpus

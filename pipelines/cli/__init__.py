@@ -33,11 +33,11 @@ def _load_catalog_and_templates(args):
 # --- build ---------------------------------------------------------------------------------------
 
 def cmd_build(args, beam_args: list[str]) -> int:
-    from pipelines.runner import dry_run, options
+    from pipelines.runner import beam_options, dry_run
     from pipelines.runner import progress
     from pipelines.publish import commit as publish
     from pipelines.runner.graph import run_build
-    from pipelines.publish.manifest import read_manifest
+    from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
     from pipelines.planning.plan import make_plan
     from pipelines.vocab import Vocabulary
@@ -62,14 +62,14 @@ def cmd_build(args, beam_args: list[str]) -> int:
 
         print(check_job(plan, vocab.model_proto, args.output, beam_args).format())
         return 0
-    options.set_filesystem_options(beam_args)
+    beam_options.set_filesystem_options(beam_args)
     progress.quiet_known_beam_noise()
     output = publish.resolve_output(args.output, plan.mixture, args.versioned)
     if args.dry_run:
         print(dry_run.describe(plan, output, beam_args, args.overwrite))
         return 0
-    problems = options.remote_problems(plan, output, beam_args)
-    if problems and options.runner_name(beam_args) == "DataflowRunner":
+    problems = beam_options.remote_problems(plan, output, beam_args)
+    if problems and beam_options.runner_name(beam_args) == "DataflowRunner":
         raise FlanmixError("Dataflow workers cannot run this build:\n  " + "\n  ".join(problems))
     for problem in problems:  # other engines' workers may share a filesystem with the launcher
         print(f"flanmix build: WARNING: {problem}")
@@ -77,8 +77,8 @@ def cmd_build(args, beam_args: list[str]) -> int:
     run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
               progress_every=args.progress)
     wall = time.perf_counter() - start
-    if options._has(beam_args, "template_location"):
-        print(f"flanmix build: Dataflow template written to {options._flag(beam_args, 'template_location')}")
+    if beam_options._has(beam_args, "template_location"):
+        print(f"flanmix build: Dataflow template written to {beam_options._flag(beam_args, 'template_location')}")
         return 0
     print_summary(read_manifest(output), output, wall)
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datasets
 
 from pipelines.formats import layouts as features
-from pipelines.consumers.corpus import open_corpus
+from flanmix_corpus.reader import open_corpus
 
 TEXT_COLUMNS = ("id", "dataset", "collection", "template_id", "prompt_setting", "row_id", "inputs", "targets")
 

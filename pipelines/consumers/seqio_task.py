@@ -36,7 +36,7 @@ import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.formats import layouts as features
-from pipelines.consumers.corpus import CorpusInfo, open_corpus
+from flanmix_corpus.reader import CorpusInfo, open_corpus
 from pipelines.errors import FlanmixError
 
 _FC = seqio.FeatureConverter

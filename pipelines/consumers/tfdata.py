@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from pipelines.formats import layouts as features
-from pipelines.consumers.corpus import CorpusInfo, open_corpus
+from flanmix_corpus.reader import CorpusInfo, open_corpus
 
 
 def parse_fn(info: CorpusInfo, with_provenance: bool = True):

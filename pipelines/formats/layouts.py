@@ -1,12 +1,6 @@
-"""The packed output layouts as declared in schemas/packed_{encdec,decoder}.features.json, for each writer
-and reader.
-
-The declarations here are constants (Beam workers never read the schemas/ directory); a test checks
-that they equal the files in schemas/. A feature's length is the manifest's `sequence_length` entry its
-shape names: `inputs_length` -> sequence_length["inputs"], `targets_length` -> sequence_length["targets"].
-
-    >>> feature_lengths("decoder", {"targets": 2560})
-    {'targets': 2560, 'targets_segment_ids': 2560, 'targets_positions': 2560, 'loss_mask': 2560}
+"""The packed layouts in the writers' formats: Arrow schema and tables, TF Examples, TF feature
+descriptions. What each layout holds is declared once in `flanmix_corpus.layouts` (constants: Beam
+workers never read the schemas/ directory; a test checks that they equal the files in schemas/).
 """
 from __future__ import annotations
 
@@ -17,9 +11,10 @@ from typing import Mapping
 import numpy as np
 import pyarrow as pa
 
+from flanmix_corpus.layouts import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUTS, feature_lengths
+from flanmix_corpus.tf_example import serialize_examples
 from pipelines import resources
-from pipelines.formats.rows import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUT_FEATURES, LAYOUTS, PackedBatch
-from pipelines.formats.tf_example import serialize_examples
+from pipelines.formats.rows import PackedBatch
 
 FEATURE_SPEC_FILE = {LAYOUT_ENCDEC: "packed_encdec.features.json", LAYOUT_DECODER: "packed_decoder.features.json"}
 TEXT_EXPORT_SCHEMA_FILE = "text_export.schema.json"
@@ -44,16 +39,7 @@ def feature_spec_path(layout: str) -> str:
 
 def int_features(layout: str = LAYOUT_ENCDEC) -> tuple[str, ...]:
     """The int32 features of a row, in declaration order (provenance comes after them)."""
-    return LAYOUT_FEATURES[_check(layout)]
-
-
-def length_key(feature: str) -> str:
-    """The `sequence_length` entry that sizes a feature: inputs* -> "inputs", everything else "targets"."""
-    return "inputs" if feature.startswith("inputs") else "targets"
-
-
-def feature_lengths(layout: str, sequence_length: Mapping[str, int]) -> dict[str, int]:
-    return {name: int(sequence_length[length_key(name)]) for name in int_features(layout)}
+    return LAYOUTS[_check(layout)].feature_names
 
 
 def arrow_schema(layout: str = LAYOUT_ENCDEC) -> pa.Schema:

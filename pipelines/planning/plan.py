@@ -18,7 +18,8 @@ from pipelines.errors import CatalogError, FlanmixError, LoaderError, TemplateEr
 from pipelines.definitions.lint import lint_static
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.definitions.mixtures import FewShotConfig, Mixture, resolve_datasets
-from pipelines.formats.rows import DEFAULT_BUFFER_SIZE, LAYOUTS
+from flanmix_corpus.layouts import LAYOUTS
+from pipelines.formats.packer import DEFAULT_BUFFER_SIZE
 from pipelines.definitions.templates import Template, TemplateFamily, bind_templates
 from pipelines.vocab import Vocabulary
 

@@ -12,8 +12,8 @@ from pipelines.formats import layouts as features
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.sampling import SamplingTable
 from pipelines.records import Report
+from flanmix_corpus.reader import MANIFEST_NAME
 
-MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 
 
@@ -176,8 +176,3 @@ def write_manifest(report: Report, plan: BuildPlan, output_dir: str, table: Samp
     with FileSystems.create(FileSystems.join(output_dir, MANIFEST_NAME)) as handle:
         handle.write(data)
     return manifest
-
-
-def read_manifest(output_dir: str) -> dict:
-    with FileSystems.open(FileSystems.join(output_dir, MANIFEST_NAME)) as handle:
-        return json.loads(handle.read().decode("utf-8"))

@@ -24,7 +24,7 @@ from apache_beam.internal import pickler
 from apache_beam.portability import common_urns, python_urns
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from pipelines.runner import graph, options
+from pipelines.runner import beam_options, graph
 from pipelines.errors import FlanmixError
 
 PLACEHOLDERS = {
@@ -66,7 +66,7 @@ def dry_run_args(beam_args: list[str]) -> list[str]:
             args.append(a)
     args = ["--runner=DataflowRunner", *args, "--dry_run=True"]
     for name, value in PLACEHOLDERS.items():
-        if not options._has(args, name):
+        if not beam_options._has(args, name):
             args.append(f"--{name}={value}")
     return args
 
@@ -106,7 +106,7 @@ def _unpickle_all(proto: beam_runner_api_pb2.Pipeline) -> int:
 def check_job(plan, model_proto: bytes, output_dir: str, beam_args: list[str]) -> DataflowCheck:
     """Build the job for Dataflow without submitting it and check it (see the module docstring)."""
     args = dry_run_args(beam_args)
-    options = options.pipeline_options(args)
+    options = beam_options.pipeline_options(args)
     pipeline = beam.Pipeline(options=options)
     graph.construct(pipeline, plan, model_proto, output_dir)
     result = pipeline.run()
@@ -123,5 +123,5 @@ def check_job(plan, model_proto: bytes, output_dir: str, beam_args: list[str]) -
         pickled_fns=_unpickle_all(proto),
         transforms=len(proto.components.transforms),
         options=shown,
-        warnings=tuple(options.remote_problems(plan, output_dir, args)),
+        warnings=tuple(beam_options.remote_problems(plan, output_dir, args)),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines.planning.plan import BuildPlan
 from pipelines.publish import commit as publish
-from pipelines.runner.options import remote_problems, resolved_args
+from pipelines.runner.beam_options import remote_problems, resolved_args
 
 DRY_RUN_COUNT_MAX_BYTES = 32 * 1024 * 1024  # --dry-run counts rows itself only below this much source
 

@@ -22,7 +22,7 @@ from pipelines.planning.plan import BuildPlan, for_workers
 from pipelines.publish import commit as publish
 from pipelines.records import DEAD_LETTER, STATS
 from pipelines.runner import startup_heap
-from pipelines.runner.options import LOCAL_RUNNER, is_local, pipeline_options
+from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
 from pipelines.stages.finish import MergeReports, dead_letter_report, finish_corpus
 from pipelines.stages.pack import Pack
 from pipelines.stages.read import ReadSources

@@ -10,7 +10,8 @@ from collections import Counter
 
 import apache_beam as beam
 
-from pipelines.formats.rows import LAYOUT_DECODER, fit_example
+from flanmix_corpus.layouts import LAYOUT_DECODER
+from pipelines.formats.fit import fit_example
 from pipelines import counters
 from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.hashing import placement

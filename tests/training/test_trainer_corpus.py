@@ -6,7 +6,6 @@ import dataclasses
 import json
 import shutil
 
-import trainer_testing  # noqa: F401  (must come first: makes `trainer` the package under test)
 from trainer_testing import INPUTS_LENGTH, TARGETS_LENGTH, build_test_corpus, copy_corpus, enable_compile_cache
 
 import jax
@@ -132,6 +131,7 @@ def test_packed_row_loss_equals_token_weighted_loss_of_its_examples_one_by_one(r
 
 # --- training and resuming -----------------------------------------------------------------------
 
+@pytest.mark.slow  # trains a model: a third of the suite's time (-m 'not slow' skips it)
 def test_loss_decreases_and_resume_through_the_cli_is_exact(corpus_dir, tmp_path, capsys):
     cfg = tiny_config(corpus_dir, tmp_path / "a")
     result = run(cfg, log=lambda line: None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import trainer_testing  # noqa: F401  (must come first: makes `trainer` the package under test)
+import trainer_testing
 
 import jax
 import jax.numpy as jnp
@@ -174,6 +174,7 @@ print(json.dumps([h["loss"] for h in r.history]))
 """
 
 
+@pytest.mark.slow  # trains a model: a third of the suite's time (-m 'not slow' skips it)
 def test_decoder_layout_corpus_trains_and_a_2x2_mesh_gives_the_same_losses(tmp_path):
     import json
     import os

@@ -17,7 +17,8 @@ from pipelines.formats import layouts as features
 from pipelines.errors import FlanmixError
 from pipelines.planning.hashing import keyed_hash
 from pipelines.definitions.mixtures import load_mixture
-from pipelines.formats.rows import fit_decoder, fit_to_length, unpack_row
+from pipelines.formats.fit import fit_decoder, fit_to_length
+from pipelines.formats.rows import unpack_row
 from pipelines.planning.plan import make_plan
 from pipelines.definitions.templates import compile_template, render
 from pipelines.stages.write_text import TEXT_DIR
@@ -54,7 +55,7 @@ def example_key(provenance: str) -> tuple[str, str]:
 
 def test_text_export_lines_follow_the_declared_schema(text_corpus):
     out, _ = text_corpus
-    schema = json.loads((Path(features.__file__).parent.parent / "schemas" / features.TEXT_EXPORT_SCHEMA_FILE).read_text())
+    schema = json.loads((Path(features.__file__).parents[2] / "schemas" / features.TEXT_EXPORT_SCHEMA_FILE).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     records = [r for recs in read_text(out).values() for r in recs]
     assert len(records) == DEMO_EXAMPLES

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines.formats.tf_example import parse_example, serialize_example, serialize_examples
+from flanmix_corpus.tf_example import parse_example, serialize_example, serialize_examples
 
 
 def test_tensorflow_parses_our_examples_and_bytes_match_tf_own_serialization():

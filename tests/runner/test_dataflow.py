@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.runner import graph
-from pipelines.runner import options
+from pipelines.runner import beam_options
 from pipelines.runner import dataflow
 from pipelines import resources
 from pipelines.cli import main
@@ -23,7 +23,7 @@ from pipelines.cli import main
 from buildkit import small_mixture, small_plan
 from emulators import gcs_server  # noqa: F401 - fixture
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_dataflow_check_builds_the_job_offline(tmp_path, capsys):
@@ -45,7 +45,7 @@ def test_template_staged_to_gcs_carries_the_job_and_the_sdist(gcs_server, tmp_pa
     args = ["--runner=DataflowRunner", "--project=flanmix-test", "--region=us-central1",
             f"--temp_location={bucket}/tmp", f"--staging_location={bucket}/staging",
             f"--template_location={bucket}/templates/small.json"]
-    pipeline = beam.Pipeline(options=options.pipeline_options(args))
+    pipeline = beam.Pipeline(options=beam_options.pipeline_options(args))
     graph.construct(pipeline, small_plan(tmp_path, catalog, families, vocab), vocab.model_proto, f"{bucket}/corpora/small")
     pipeline.run()
 
@@ -63,7 +63,7 @@ def test_template_staged_to_gcs_carries_the_job_and_the_sdist(gcs_server, tmp_pa
     with FileSystems.open(staged["workflow.tar.gz"], compression_type="uncompressed") as handle:
         names = {n.split("/", 1)[1] for n in tarfile.open(fileobj=io.BytesIO(handle.read())).getnames() if "/" in n}
     assert {"setup.py", "MANIFEST.in", "pipelines/assets/flanmix_demo_sp8k.model", "schemas/packed_encdec.features.json",
-            "templates/cot_qa.yaml", "task_catalog/mixtures/demo.yaml", "pipelines/publish.py"} <= names
+            "templates/cot_qa.yaml", "task_catalog/mixtures/demo.yaml", "pipelines/publish/commit.py", "flanmix_corpus/reader.py"} <= names
 
 
 def test_package_installed_from_the_sdist_needs_no_checkout(tmp_path):
@@ -76,7 +76,8 @@ def test_package_installed_from_the_sdist_needs_no_checkout(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
                     "--target", str(target), str(sdist)], check=True, capture_output=True, timeout=300)
     probe = (
-        "from pipelines import features, resources\n"
+        "from pipelines import resources\n"
+        "from pipelines.formats import layouts as features\n"
         "from pipelines.definitions.catalog import load_catalog\n"
         "from pipelines.definitions.mixtures import load_mixture\n"
         "from pipelines.definitions.templates import load_templates\n"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.formats.rows import TokenizedExample, fit_to_length, pack_examples, unpack_row
+from pipelines.formats.fit import fit_to_length
+from pipelines.formats.rows import TokenizedExample, pack_examples, unpack_row
 
 
 def ex(n_in: int, n_tg: int, tag: str, start: int = 10) -> TokenizedExample:
@@ -75,9 +76,15 @@ def test_fit_to_length_keeps_the_beginning_and_ends_with_eos(ids, length, want, 
 
 # --- the bin packer: streaming best-fit decreasing -------------------------------------------------
 
-from pipelines.formats.rows import (  # noqa: E402
-    fit_decoder, fit_example, pack_bins, pack_decoder_examples, pack_layout,
-)
+from pipelines.formats.fit import fit_decoder, fit_example  # noqa: E402
+from pipelines.formats.packer import pack_bins  # noqa: E402
+from pipelines.formats.rows import pack_batches, pack_decoder_examples  # noqa: E402
+
+
+def pack_layout(examples, layout, inputs_length, targets_length, decoder_length=0):
+    """`pack_batches`, row by row (a test helper)."""
+    for batch in pack_batches(examples, layout, inputs_length, targets_length, decoder_length):
+        yield from batch.rows()
 
 
 def test_pack_bins_places_largest_first_into_the_tightest_row():
@@ -214,7 +221,6 @@ def test_fit_example_and_pack_layout_dispatch_on_layout():
 
 
 def test_batches_hold_the_same_rows_however_they_are_split():
-    from pipelines.formats.rows import pack_batches
 
     rng = np.random.default_rng(3)
     examples = [ex(int(rng.integers(2, 90)), int(rng.integers(2, 30)), f"e{i}") for i in range(300)]

@@ -22,7 +22,7 @@ from pipelines.formats.writers import WrittenFile
 from buildkit import SMALL_EXAMPLES, digest_tree, read_back, small_mixture, small_plan
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -1,23 +1,14 @@
 """Helpers shared by the trainer tests: a tiny real corpus, a compile cache, manifest surgery.
 
-Imported first by every trainer test module. pytest puts tests/ on sys.path (for tests/conftest.py),
-where this directory, tests/trainer/, would be found as a namespace package named `trainer` before
-the real one; putting the project root first makes `import trainer` the package under test.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-for _name in [m for m in sys.modules if m == "trainer" or m.startswith("trainer.")]:
-    if getattr(sys.modules[_name], "__file__", None) is None:  # a namespace package from tests/trainer
-        del sys.modules[_name]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

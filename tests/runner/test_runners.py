@@ -11,7 +11,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.runner import graph
-from pipelines.runner import options
+from pipelines.runner import beam_options
 from pipelines.runner import progress
 from pipelines import resources
 from pipelines.runner.graph import run_build
@@ -33,41 +33,41 @@ def test_output_is_byte_identical_with_one_or_two_worker_processes(tmp_path, cat
 
 def test_flanmix_build_uses_all_cores_once_the_job_is_big_enough(tmp_path, catalog, families, vocab):
     plan = small_plan(tmp_path, catalog, families, vocab)
-    assert options.default_local_args(plan, cores=8) == ["--direct_running_mode=multi_threading", "--direct_num_workers=1"]
+    assert beam_options.default_local_args(plan, cores=8) == ["--direct_running_mode=multi_threading", "--direct_num_workers=1"]
     big = dataclasses.replace(plan, sources=tuple(
-        dataclasses.replace(s, size_bytes=options.MULTIPROCESS_MIN_SOURCE_BYTES) for s in plan.sources))
-    assert options.default_local_args(big, cores=8) == ["--direct_running_mode=multi_processing", "--direct_num_workers=8"]
+        dataclasses.replace(s, size_bytes=beam_options.MULTIPROCESS_MIN_SOURCE_BYTES) for s in plan.sources))
+    assert beam_options.default_local_args(big, cores=8) == ["--direct_running_mode=multi_processing", "--direct_num_workers=8"]
 
-    assert options.resolved_args([], big, all_cores=True)[0] == "--runner=FnApiRunner"
-    assert "--direct_running_mode=multi_processing" in options.resolved_args([], big, all_cores=True)
-    assert options.resolved_args([], big) == ["--runner=FnApiRunner"]  # library callers: Beam's default
+    assert beam_options.resolved_args([], big, all_cores=True)[0] == "--runner=FnApiRunner"
+    assert "--direct_running_mode=multi_processing" in beam_options.resolved_args([], big, all_cores=True)
+    assert beam_options.resolved_args([], big) == ["--runner=FnApiRunner"]  # library callers: Beam's default
     mine = ["--direct_num_workers=3"]
-    assert options.resolved_args(mine, big, all_cores=True) == mine + ["--runner=FnApiRunner"]  # the user's choice wins
+    assert beam_options.resolved_args(mine, big, all_cores=True) == mine + ["--runner=FnApiRunner"]  # the user's choice wins
 
 
 def test_dataflow_gets_the_setup_file_and_no_main_session(tmp_path, catalog, families, vocab):
-    args = options.resolved_args(["--runner", "DataflowRunner", "--project=p"])
+    args = beam_options.resolved_args(["--runner", "DataflowRunner", "--project=p"])
     assert f"--setup_file={resources.project_root() / 'setup.py'}" in args and "--no_save_main_session" in args
     assert resources.setup_file() == resources.project_root() / "setup.py"
-    custom = options.resolved_args(["--runner=DataflowRunner", "--sdk_container_image=me/flanmix:1"])
+    custom = beam_options.resolved_args(["--runner=DataflowRunner", "--sdk_container_image=me/flanmix:1"])
     assert not any(a.startswith("--setup_file") for a in custom)
 
     plan = small_plan(tmp_path, catalog, families, vocab)
-    problems = options.remote_problems(plan, str(tmp_path / "out"), ["--runner=DataflowRunner"])
+    problems = beam_options.remote_problems(plan, str(tmp_path / "out"), ["--runner=DataflowRunner"])
     assert "is a local path" in problems[0] and "read local files" in problems[1]
-    assert options.remote_problems(plan, str(tmp_path / "out"), []) == []
+    assert beam_options.remote_problems(plan, str(tmp_path / "out"), []) == []
 
 
 @pytest.mark.parametrize("runner", ["DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"])
 def test_dask_runner_is_refused_with_the_reason(runner):
     with pytest.raises(FlanmixError, match="silently loses data written through file sinks"):
-        options.pipeline_options([f"--runner={runner}"])
+        beam_options.pipeline_options([f"--runner={runner}"])
 
 
 def test_progress_prints_beam_counters_while_running_and_at_the_end(tmp_path, catalog, families, vocab):
     plan = small_plan(tmp_path, catalog, families, vocab)
     lines: list[str] = []
-    options = options.pipeline_options(["--direct_running_mode=multi_threading"])
+    options = beam_options.pipeline_options(["--direct_running_mode=multi_threading"])
     runner = progress.runner_for(options, every=0.2)
     assert isinstance(runner, progress.LiveFnApiRunner)
     runner.printer.emit = lines.append

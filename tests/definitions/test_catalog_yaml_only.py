@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pipelines.definitions.catalog import load_catalog  # noqa: E402
 from pipelines.cli import main  # noqa: E402
 from pipelines.definitions.lint import lint_catalog  # noqa: E402
-from pipelines.publish.manifest import read_manifest  # noqa: E402
+from flanmix_corpus.reader import read_manifest  # noqa: E402
 from pipelines.definitions.templates import load_templates  # noqa: E402
 
 from conftest import build_corpus, write  # noqa: E402
