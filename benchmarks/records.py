@@ -2,8 +2,9 @@
 
     python benchmarks/records.py [--n 512] [--repeat 200]
 
-For one batch of N records (the build's batch size), prints the bytes and the time to encode and
-decode with pickle (what spill files and DoFn pickling use) and with Beam's FastPrimitivesCoder
+For one batch of N records (the build's batch size) as plain tuples (before), as a list of the
+named records, and as the build sends them (a `records.Records` batch, pickled as columns), prints
+the bytes and the time to encode and decode with pickle (what spill files and DoFn pickling use) and with Beam's FastPrimitivesCoder
 (what a runner's shuffle uses for these untyped elements), for:
 
 - RenderedExample vs (template_id, key, setting, inputs, targets, shots), as Render hands to Tokenize
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from apache_beam.coders import coders  # noqa: E402
 
-from pipelines.records import RenderedExample, ShardItem  # noqa: E402
+from pipelines.records import RenderedBatch, RenderedExample, ShardItem, ShardItems  # noqa: E402
 
 
 def timed(fn, repeat: int) -> tuple[object, float]:
@@ -53,15 +54,18 @@ def main(argv=None) -> int:
     shard = [(rng.getrandbits(64), os.urandom(800), os.urandom(200), f"cot_gsm8k|cot_qa|fs_noopt|train:{i}")
              for i in range(args.n)]
     coder = coders.FastPrimitivesCoder()
-    print(f"{'record':16} {'form':10} {'pickle B':>9} {'dump ms':>8} {'load ms':>8} {'coder B':>9} {'enc ms':>7} {'dec ms':>7}")
-    for label, raw, cls in (("RenderedExample", rendered, RenderedExample), ("ShardItem", shard, ShardItem)):
-        for form, batch in (("tuple", [tuple(r) for r in raw]), ("named", [cls(*r) for r in raw])):
+    print(f"{'record':16} {'form':13} {'pickle B':>9} {'dump ms':>8} {'load ms':>8} {'coder B':>9} {'enc ms':>7} {'dec ms':>7}")
+    for label, raw, cls, batch_cls in (("RenderedExample", rendered, RenderedExample, RenderedBatch),
+                                       ("ShardItem", shard, ShardItem, ShardItems)):
+        forms = (("tuples", [tuple(r) for r in raw]), ("list", [cls(*r) for r in raw]),
+                 (batch_cls.__name__, batch_cls(cls(*r) for r in raw)))
+        for form, batch in forms:
             data, dump = timed(lambda: pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL), args.repeat)
             _, load = timed(lambda: pickle.loads(data), args.repeat)
             element = ("cot_gsm8k", batch)
             encoded, enc = timed(lambda: coder.encode(element), args.repeat)
             _, dec = timed(lambda: coder.decode(encoded), args.repeat)
-            print(f"{label:16} {form:10} {len(data):9,} {dump:8.3f} {load:8.3f} {len(encoded):9,} {enc:7.3f} {dec:7.3f}")
+            print(f"{label:16} {form:13} {len(data):9,} {dump:8.3f} {load:8.3f} {len(encoded):9,} {enc:7.3f} {dec:7.3f}")
     return 0
 
 

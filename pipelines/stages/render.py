@@ -17,7 +17,7 @@ from pipelines.planning import sampling
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.sampling import SamplingTable
 from pipelines import counters
-from pipelines.records import DEAD_LETTER, STATS, RenderedExample, Report, dead_letter
+from pipelines.records import DEAD_LETTER, STATS, RenderedBatch, RenderedExample, Report, dead_letter
 from pipelines.runner import startup_heap
 
 
@@ -42,7 +42,7 @@ class RenderBatchFn(beam.DoFn):
         task = table.tasks[dataset]
         pool = table.pools.get(dataset, ())
         compiled = self.compiled[dataset]
-        out = []
+        out = RenderedBatch()
         counts: Counter = Counter()
         for row in rows:
             if row.error is not None:

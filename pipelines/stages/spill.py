@@ -51,19 +51,20 @@ def item_bytes(item) -> int:
     return 64 + sum(len(part) for part in item if isinstance(part, (bytes, str)))
 
 
-def _chunks(items: list) -> Iterator[bytes]:
+def _chunks(items: list, kind: type = list) -> Iterator[bytes]:
+    """Pickled chunks of `items`, each a `kind` (a `records.Records` type pickles as columns)."""
     for start in range(0, len(items), CHUNK_ITEMS):
-        data = pickle.dumps(items[start:start + CHUNK_ITEMS], protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(kind(items[start:start + CHUNK_ITEMS]), protocol=pickle.HIGHEST_PROTOCOL)
         yield len(data).to_bytes(8, "little") + data
 
 
-def write_runs(path: str, runs: dict[int, list]) -> dict[int, Run]:
+def write_runs(path: str, runs: dict[int, list], kind: type = list) -> dict[int, Run]:
     """Write each shard's already-sorted items, one after the other, into one file."""
     out, offset = {}, 0
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
         for shard in sorted(runs):
             length = 0
-            for chunk in _chunks(runs[shard]):
+            for chunk in _chunks(runs[shard], kind):
                 handle.write(chunk)
                 length += len(chunk)
             out[shard] = Run(path, offset, length, len(runs[shard]))
@@ -99,9 +100,11 @@ class SpillRunsFn(beam.DoFn):
     def start_bundle(self):
         self._buffers: dict[int, list] = {}
         self._bytes = 0
+        self._kind: type = list
 
     def process(self, element):
         shard, items = element
+        self._kind = type(items)  # the batch type the items came in is the one they are spilled as
         self._buffers.setdefault(shard, []).extend(items)
         self._bytes += sum(item_bytes(i) for i in items)
         if self._bytes >= self.budget_bytes:
@@ -116,6 +119,6 @@ class SpillRunsFn(beam.DoFn):
         if not buffers:
             return
         path = FileSystems.join(self.directory, RUNS_DIR, f"{uuid.uuid4().hex}.runs")
-        runs = write_runs(path, {shard: sorted(items, key=self.sort_key) for shard, items in buffers.items()})
+        runs = write_runs(path, {shard: sorted(items, key=self.sort_key) for shard, items in buffers.items()}, self._kind)
         counters.SPILLED_RUNS.counter().inc(len(runs))
         yield from sorted(runs.items())

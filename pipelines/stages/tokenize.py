@@ -16,7 +16,7 @@ from pipelines import counters
 from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.hashing import placement
 from pipelines.planning.plan import BuildPlan
-from pipelines.records import DEAD_LETTER, STATS, Report, ShardItem, dead_letter, provenance
+from pipelines.records import DEAD_LETTER, STATS, Report, ShardItem, ShardItems, dead_letter, provenance
 from pipelines.runner import startup_heap
 from pipelines.vocab import worker_vocabulary
 
@@ -46,7 +46,7 @@ class TokenizeBatchFn(beam.DoFn):
             [e.inputs for e in examples] + [e.targets for e in examples], num_threads=self.num_threads
         )
         n = len(examples)
-        by_shard: dict[int, list] = {}
+        by_shard: dict[int, ShardItems] = {}
         counts: Counter = Counter()
         for i, example in enumerate(examples):
             key, setting, shots = example.key, example.setting, example.shots
@@ -70,7 +70,10 @@ class TokenizeBatchFn(beam.DoFn):
                     continue
                 counts[counters.TRUNCATED.key(dataset)] += 1
             shard, order = placement(plan.seed, plan.num_shards, dataset, key)
-            by_shard.setdefault(shard, []).append(
+            items = by_shard.get(shard)
+            if items is None:
+                items = by_shard[shard] = ShardItems()
+            items.append(
                 ShardItem(order, inputs.tobytes(), targets.tobytes(), provenance(dataset, example.template_id, setting, key))
             )
         for shard, items in by_shard.items():

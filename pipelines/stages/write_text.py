@@ -26,7 +26,7 @@ from pipelines.formats import writers
 from pipelines.planning.hashing import placement
 from pipelines.planning.plan import BuildPlan
 from pipelines.counters import count_example
-from pipelines.records import RenderedExample, Report, TextItem, provenance
+from pipelines.records import RenderedExample, Report, TextItem, TextItems, provenance
 
 TEXT_DIR = "jsonl"
 
@@ -51,15 +51,15 @@ def text_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
 
 
-def key_by_shard(element, plan: BuildPlan) -> Iterator[tuple[int, list[TextItem]]]:
-    """(shard, [TextItem]) for one rendered batch: the packed output's shard and order."""
+def key_by_shard(element, plan: BuildPlan) -> Iterator[tuple[int, TextItems]]:
+    """(shard, TextItems) for one rendered batch: the packed output's shard and order."""
     dataset, examples = element
-    by_shard: dict[int, list] = {}
+    by_shard: dict[int, TextItems] = {}
     for rendered in examples:
         record = text_record(plan, dataset, rendered)
         key = record["row_id"]
         shard, order = placement(plan.seed, plan.num_shards, dataset, key)
-        by_shard.setdefault(shard, []).append(TextItem(order, record["id"], text_line(record)))
+        by_shard.setdefault(shard, TextItems()).append(TextItem(order, record["id"], text_line(record)))
     yield from by_shard.items()
 
 
