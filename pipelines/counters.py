@@ -84,10 +84,10 @@ def count_example(counts: _Tally, provenance: str) -> str:
     """Count one written example by its provenance `dataset|template_id|setting|row_id` (the same
     counters for every output format); returns the dataset."""
     dataset, template_id, setting, _ = provenance.split("|", 3)
-    counts[("examples", dataset)] += 1
-    counts[("template", template_id)] += 1
-    counts[("setting", setting)] += 1
-    counts[("task_setting", dataset, setting)] += 1
+    counts[(EXAMPLES.name, dataset)] += 1
+    counts[(TEMPLATE.name, template_id)] += 1
+    counts[(SETTING.name, setting)] += 1
+    counts[(TASK_SETTING.name, dataset, setting)] += 1
     return dataset
 
 

@@ -8,6 +8,7 @@ from collections import defaultdict
 from apache_beam.io.filesystems import FileSystems
 
 import pipelines
+from pipelines import counters as k
 from pipelines.formats import layouts as features
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.sampling import SamplingTable
@@ -46,23 +47,22 @@ def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datase
             "rate": round(task.rate, 6),
             "cap": task.cap,
             "capped": bool(task.cap and task.count > task.cap),
-            "downsampled": c.get(("sampled_out", name), 0),
-            "upsampled": c.get(("upsampled_copies", name), 0),
-            "prompt_settings": {s: c[k] for k in sorted(c) if k[0] == "task_setting" and k[1] == name for s in [k[2]]},
+            "downsampled": c.get(k.SAMPLED_OUT.key(name), 0),
+            "upsampled": c.get(k.UPSAMPLED_COPIES.key(name), 0),
+            "prompt_settings": {key[2]: c[key] for key in sorted(c) if k.TASK_SETTING.matches(key) and key[1] == name},
         })
         col = collections[task.collection]
         col["target_share"] += task.weight
         col["examples"] += d["examples"]
         for setting, p in _setting_shares(task, plan.datasets[name].templates).items():
             settings[setting]["target_share"] += task.weight * p
-    for key, value in c.items():
-        if key[0] == "setting":
-            settings[key[1]]["examples"] = value
+    for setting, value in k.by_part(c, k.SETTING).items():
+        settings[setting]["examples"] = value
     for group in (collections, settings):
         for v in group.values():
             v["target_share"] = round(v["target_share"], 6)
             v["realized_share"] = round(v["examples"] / total, 6)
-    k_dist = {k[1]: v for k, v in c.items() if k[0] == "fewshot_k"}
+    k_dist = k.by_part(c, k.FEWSHOT_K)
     realized_tokens = sum(d["inputs_tokens"] + d["targets_tokens"] for d in datasets.values())
     return {
         "target_examples": table.target,
@@ -76,9 +76,9 @@ def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datase
         "prompt_settings": dict(sorted(settings.items())),
         "few_shot": {
             "exemplars_per_prompt": dict(sorted(k_dist.items(), key=lambda kv: int(kv[0]))),
-            "fell_back_to_zero_shot": sum(v for k, v in c.items() if k[0] == "fewshot_fell_back_to_zero_shot"),
-            "exemplars_dropped_for_length": sum(v for k, v in c.items() if k[0] == "fewshot_exemplars_dropped"),
-            "exemplars_not_renderable": sum(v for k, v in c.items() if k[0] == "exemplar_render_failed"),
+            "fell_back_to_zero_shot": k.total(c, k.FEWSHOT_FELL_BACK),
+            "exemplars_dropped_for_length": k.total(c, k.FEWSHOT_DROPPED),
+            "exemplars_not_renderable": k.total(c, k.EXEMPLAR_RENDER_FAILED),
             "config": {"min_exemplars": plan.few_shot.min_exemplars, "max_exemplars": plan.few_shot.max_exemplars,
                        "pool_size": plan.pool_size},
         },
@@ -108,13 +108,13 @@ def packing_efficiency(plan: BuildPlan, c: dict) -> dict | None:
     """Non-pad tokens / slots per packed sequence; for decoder rows also the share of slots with loss."""
     if plan.output_format == "jsonl":
         return None
-    rows = c.get(("rows",), 0)
+    rows = c.get(k.ROWS.key(), 0)
     if plan.layout == "decoder":
         slots = rows * plan.decoder_length
-        return {"targets": _ratio(c.get(("targets_nonpad",), 0), slots), "loss": _ratio(c.get(("loss_tokens",), 0), slots)}
+        return {"targets": _ratio(c.get(k.TARGETS_NONPAD.key(), 0), slots), "loss": _ratio(c.get(k.LOSS_TOKENS.key(), 0), slots)}
     return {
-        "inputs": _ratio(c.get(("inputs_nonpad",), 0), rows * plan.inputs_length),
-        "targets": _ratio(c.get(("targets_nonpad",), 0), rows * plan.targets_length),
+        "inputs": _ratio(c.get(k.INPUTS_NONPAD.key(), 0), rows * plan.inputs_length),
+        "targets": _ratio(c.get(k.TARGETS_NONPAD.key(), 0), rows * plan.targets_length),
     }
 
 
@@ -123,19 +123,19 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
     datasets = {}
     dead_by_dataset: dict = defaultdict(dict)
     for key, value in c.items():
-        if key[0] == "dead_letter":
+        if k.DEAD_LETTERS.matches(key):
             dead_by_dataset[key[1]][key[2]] = value
     for name, ds in sorted(plan.datasets.items()):
         datasets[name] = {
             "collection": ds.collection,
-            "rows_read": c.get(("read", name), 0),
-            "examples": c.get(("examples", name), 0),
-            "inputs_tokens": c.get(("inputs_tokens", name), 0),
-            "targets_tokens": c.get(("targets_tokens", name), 0),
-            "truncated": c.get(("truncated", name), 0),
+            "rows_read": c.get(k.READ.key(name), 0),
+            "examples": c.get(k.EXAMPLES.key(name), 0),
+            "inputs_tokens": c.get(k.INPUTS_TOKENS.key(name), 0),
+            "targets_tokens": c.get(k.TARGETS_TOKENS.key(name), 0),
+            "truncated": c.get(k.TRUNCATED.key(name), 0),
             "dead_letter": dict(sorted(dead_by_dataset.get(name, {}).items())),
         }
-    rows = c.get(("rows",), 0)
+    rows = c.get(k.ROWS.key(), 0)
     data_files = [f for f in report.files if not f.path.startswith("dead_letter/")]
     dead_files = [f for f in report.files if f.path.startswith("dead_letter/")]
     mixing = mixing_section(plan, report, table, datasets) if table is not None else None
@@ -155,7 +155,7 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
         "num_examples": sum(d["examples"] for d in datasets.values()),
         "packing_efficiency": packing_efficiency(plan, c),
         "datasets": datasets,
-        "templates_used": {k[1]: v for k, v in sorted(c.items()) if k[0] == "template"},
+        "templates_used": dict(sorted(k.by_part(c, k.TEMPLATE).items())),
         "dead_letter": {
             "count": sum(sum(d["dead_letter"].values()) for d in datasets.values()),
             "files": [f.path for f in dead_files],

@@ -1,11 +1,11 @@
 """Progress while a build runs, from the job's Beam counters (namespace `flanmix`).
 
-The stages count what they do with `Metrics.counter("flanmix", NAME)`: global names (`rendered`,
-`packed_rows`, `written_rows`, `dead_letter`, ...) and per-dataset names `STAGE/DATASET`
+The stages count what they do with the progress metrics declared in `pipelines.counters`: global
+names (`rendered`, `packed_rows`, `written_rows`, ...) and per-dataset names `STAGE/DATASET`
 (`read/cot_gsm8k`, ...). Those same counters are what Dataflow shows on the job page; here they are
 printed at most every `every` seconds:
 
-    [   10s] read 61,440 | rendered 60,928 | dead_letter 3 | packed_rows 0 | written_rows 0
+    [   10s] packed_rows 0 | rendered 60,928 | spilled_runs 0 | written_rows 0
              synthetic_0          read 15,360  rendered 15,232
 
 - Local FnApiRunner: `pipeline.run()` blocks until the job is done, so `LiveFnApiRunner` asks the
@@ -27,7 +27,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.runner import PipelineState
 
-NAMESPACE = "flanmix"
+from pipelines.counters import NAMESPACE, STAGE_ORDER
 
 
 def counters_from_results(metric_results) -> dict[str, int]:
@@ -74,9 +74,6 @@ def format_progress(counters: dict[str, int], elapsed: float, previous: dict[str
     if len(changed) > max_datasets:
         lines.append(f"         ... and {len(changed) - max_datasets} more datasets")
     return "\n".join(lines)
-
-
-STAGE_ORDER = ("read", "rendered", "tokenized", "packed", "written", "dead_letter")
 
 
 def _stage_order(item):
