@@ -64,13 +64,13 @@ def demo_sequences(inputs_length: int, targets_length: int, corpus_dir: str | No
         from pipelines.runner.graph import run_build
         from pipelines.definitions.catalog import load_catalog
         from pipelines.definitions.mixtures import load_mixture
-        from pipelines.planning.plan import make_plan
+        from pipelines.planning.plan import BuildOptions, make_plan
         from pipelines.definitions.templates import load_templates
         from pipelines.vocab import Vocabulary
 
         vocab = Vocabulary.load(resources.default_vocab_path())
-        plan = make_plan(load_mixture("demo"), load_catalog(), load_templates(), vocab, num_shards=1,
-                         inputs_length=inputs_length, targets_length=targets_length)
+        plan = make_plan(load_mixture("demo"), load_catalog(), load_templates(), vocab,
+                         BuildOptions(num_shards=1, inputs_length=inputs_length, targets_length=targets_length))
         corpus_dir = str(work / f"demo_{inputs_length}")
         run_build(plan, vocab.model_proto, corpus_dir, [])
     manifest = read_manifest(corpus_dir)

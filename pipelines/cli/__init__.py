@@ -39,18 +39,19 @@ def cmd_build(args, beam_args: list[str]) -> int:
     from pipelines.runner.graph import run_build
     from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
-    from pipelines.planning.plan import make_plan
+    from pipelines.planning.plan import BuildOptions, make_plan
     from pipelines.vocab import Vocabulary
 
     catalog, families = _load_catalog_and_templates(args)
     mixture = load_mixture(args.mixture)
     vocab = Vocabulary.load(args.vocab or resources.default_vocab_path())
-    plan = make_plan(
-        mixture, catalog, families, vocab, seed=args.seed, num_shards=args.num_shards,
-        inputs_length=args.inputs_length, targets_length=args.targets_length, overlong=args.overlong,
-        target_examples=args.target_examples, strict=args.strict, target_tokens=args.target_tokens,
-        layout=args.layout, decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
+    options = BuildOptions(
+        seed=args.seed, num_shards=args.num_shards, inputs_length=args.inputs_length,
+        targets_length=args.targets_length, overlong=args.overlong, target_examples=args.target_examples,
+        target_tokens=args.target_tokens, strict=args.strict, layout=args.layout,
+        decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
     )
+    plan = make_plan(mixture, catalog, families, vocab, options)
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
     if len(plan.skipped) > 10:

@@ -1,4 +1,5 @@
-"""The resolved, validated description of one build. Made on the launcher; shipped to workers.
+"""The resolved, validated description of one build. Made on the launcher from a mixture, the catalog
+and `BuildOptions`; each stage's DoFns get the slice of it that stage reads (`planning.slices`).
 
 `make_plan` is where bad input fails before the pipeline starts: an unknown dataset, a missing
 template family, a template that does not parse or reads an undeclared field. A source that cannot
@@ -7,10 +8,8 @@ renormalised) unless `strict=True`, which makes it fatal.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from pipelines.definitions.catalog import Catalog, DatasetEntry
@@ -67,23 +66,27 @@ class BuildPlan:
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
 
 
-def membership_only(entry: DatasetEntry) -> DatasetEntry:
-    """The entry as mixture weights see it (`mixtures.resolve_weights`: name, collections, cap),
-    without what only the launcher reads (loaders, fields, templates, fixtures, prose)."""
-    return dataclasses.replace(
-        entry, task_categories=(), languages=(), loader_type="", loader_args={}, splits={}, fields={}, templates=(),
-        source_path="", content_sha256="", license="", description="", source_dataset="", info_source="",
-        inversion_categories=(), template_vars={}, fixtures=(), notes="",
-    )
+def _option(help_text: str, **kwargs):
+    return field(metadata={"help": help_text}, **kwargs)
 
 
-def for_workers(plan: BuildPlan, keep_skipped: bool = False) -> BuildPlan:
-    """The plan the job's DoFns carry. Beam pickles and bz2-compresses every DoFn with its plan: the
-    full plan of flan2022 built offline (1,837 catalog entries with fixtures, 1,745 skipped sources
-    with their reasons) made that 4.7 MB and 0.46 s per DoFn. Workers consult the catalog only to
-    resolve mixture members to datasets, and only the manifest (`keep_skipped`) lists the skips."""
-    catalog = None if plan.catalog is None else Catalog({e.name: membership_only(e) for e in plan.catalog})
-    return dataclasses.replace(plan, catalog=catalog, skipped=plan.skipped if keep_skipped else ())
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a build sets beyond its mixture file (the flags of `flanmix build`). None: the mixture's
+    value, or the rule in the help text."""
+
+    seed: int | None = _option("seed of every keyed choice", default=None)
+    num_shards: int | None = _option("output shards (default: one per 64 MiB of source)", default=None)
+    inputs_length: int | None = _option("inputs tokens per packed row", default=None)
+    targets_length: int | None = _option("targets tokens per packed row", default=None)
+    overlong: str | None = _option("truncate | drop an example longer than the lengths", default=None)
+    target_examples: int | None = _option("corpus size in examples", default=None)
+    target_tokens: int | None = _option("corpus size in tokens (inputs + targets with EOS)", default=None)
+    strict: bool = _option("fail when any source cannot be loaded, instead of skipping it", default=False)
+    layout: str = _option("encdec | decoder", default="encdec")
+    decoder_length: int | None = _option("decoder row length (default inputs_length + targets_length)", default=None)
+    output_format: str = _option("packed (TFRecord + Parquet) | jsonl (rendered text)", default="packed")
+    pack_buffer: int | None = _option("examples the packer sorts and places at a time", default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -95,20 +98,12 @@ def make_plan(
     catalog: Catalog,
     families: Mapping[str, TemplateFamily],
     vocab: Vocabulary,
-    *,
-    seed: int | None = None,
-    num_shards: int | None = None,
-    inputs_length: int | None = None,
-    targets_length: int | None = None,
-    overlong: str | None = None,
-    target_examples: int | None = None,
-    strict: bool = False,
-    target_tokens: int | None = None,
-    layout: str = "encdec",
-    decoder_length: int | None = None,
-    output_format: str = "packed",
-    pack_buffer: int | None = None,
+    options: BuildOptions = BuildOptions(),
 ) -> BuildPlan:
+    o = options
+    seed, num_shards, inputs_length, targets_length = o.seed, o.num_shards, o.inputs_length, o.targets_length
+    overlong, target_examples, target_tokens, strict = o.overlong, o.target_examples, o.target_tokens, o.strict
+    layout, decoder_length, output_format, pack_buffer = o.layout, o.decoder_length, o.output_format, o.pack_buffer
     _check_output_options(layout, output_format, decoder_length, pack_buffer)
     entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)

@@ -3,6 +3,7 @@ the output layout, without running anything."""
 from __future__ import annotations
 
 from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import run_identity
 from pipelines.publish import commit as publish
 from pipelines.runner.beam_options import remote_problems, resolved_args
 
@@ -47,7 +48,7 @@ def describe(plan: BuildPlan, output_dir: str, beam_args: list[str], overwrite: 
     lines += [
         "",
         f"output: {output_dir}",
-        f"  staging:  {publish.staging_dir(output_dir, plan)}/ (removed after publishing)",
+        f"  staging:  {publish.staging_dir(output_dir, run_identity(plan))}/ (removed after publishing)",
         (f"  shards:   jsonl/{prefix}-00000-of-{plan.num_shards:05d}.jsonl .. -{last:05d}-of-{plan.num_shards:05d}"
          if getattr(plan, "output_format", "packed") == "jsonl" else
          f"  shards:   tfrecord/{prefix}-00000-of-{plan.num_shards:05d}.tfrecord .. -{last:05d}-of-{plan.num_shards:05d}"

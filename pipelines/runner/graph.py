@@ -18,7 +18,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
 from pipelines.errors import FlanmixError
-from pipelines.planning.plan import BuildPlan, for_workers
+from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import manifest_slice, output_slice, run_identity
 from pipelines.publish import commit as publish
 from pipelines.records import DEAD_LETTER, STATS
 from pipelines.runner import startup_heap
@@ -44,9 +45,8 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     stages, and each stage costs the local runner a bundle set-up."""
     if not plan.sources:
         raise FlanmixError(f"mixture {plan.mixture}: its datasets list no source files; nothing to build")
-    plan, publish_plan = for_workers(plan), for_workers(plan, keep_skipped=True)
     model = shipped_model(plan.vocab_path, model_proto)
-    staging = publish.staging_dir(output_dir, plan)
+    staging = publish.staging_dir(output_dir, run_identity(plan))
     runner = str(pipeline.options.view_as(StandardOptions).runner or LOCAL_RUNNER)
     local = is_local(["--runner", runner])
     parallel = not local or (pipeline.options.view_as(DirectOptions).direct_num_workers or 1) > 1
@@ -80,8 +80,8 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         | "CollectReports" >> beam.Flatten()
         # Every source reports what it read, so there is always an input: no default to inject.
         | "MergeReports" >> beam.CombineGlobally(MergeReports()).without_defaults()
-        | "FinishCorpus" >> beam.Map(finish_corpus, plan, staging)
-        | "Publish" >> publish.Publish(publish_plan, output_dir, staging, overwrite, table, verify_in_parallel=parallel)
+        | "FinishCorpus" >> beam.Map(finish_corpus, output_slice(plan), staging)
+        | "Publish" >> publish.Publish(manifest_slice(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
     )
 
 

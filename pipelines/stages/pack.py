@@ -13,6 +13,7 @@ import numpy as np
 
 from pipelines.formats.rows import TokenizedExample, pack_batches
 from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import PackSlice, pack_slice
 from pipelines import counters
 from pipelines.records import ShardItem
 from pipelines.stages import spill
@@ -41,7 +42,7 @@ def order_shard(batches: Iterable) -> list[TokenizedExample]:
 
 
 class PackShardFn(beam.DoFn):
-    def __init__(self, plan: BuildPlan):
+    def __init__(self, plan: PackSlice | BuildPlan):
         self.plan = plan
 
     def process(self, element):
@@ -69,5 +70,5 @@ class Pack(beam.PTransform):
         return (
             keyed_examples
             | "GroupByShard" >> beam.GroupByKey()
-            | "PackShard" >> beam.ParDo(PackShardFn(self.plan))
+            | "PackShard" >> beam.ParDo(PackShardFn(pack_slice(self.plan)))
         )

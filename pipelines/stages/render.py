@@ -15,6 +15,7 @@ from pipelines.definitions.templates import compile_template, render
 from pipelines.errors import RenderError
 from pipelines.planning import sampling
 from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import RenderSlice, render_slice
 from pipelines.planning.sampling import SamplingTable
 from pipelines import counters
 from pipelines.records import DEAD_LETTER, STATS, RenderedBatch, RenderedExample, Report, dead_letter
@@ -25,7 +26,7 @@ class RenderBatchFn(beam.DoFn):
     """Checks declared field types, samples each row's copies, picks prompt setting, template and
     exemplars from keyed hashes, and renders. Side input: the build's SamplingTable."""
 
-    def __init__(self, plan: BuildPlan):
+    def __init__(self, plan: RenderSlice | BuildPlan):
         self.plan = plan
 
     def setup(self):
@@ -94,6 +95,6 @@ class RenderTemplates(beam.PTransform):
         self.plan, self.table = plan, table
 
     def expand(self, batches):
-        return batches | "Render" >> beam.ParDo(RenderBatchFn(self.plan), beam.pvalue.AsSingleton(self.table)).with_outputs(
+        return batches | "Render" >> beam.ParDo(RenderBatchFn(render_slice(self.plan)), beam.pvalue.AsSingleton(self.table)).with_outputs(
             DEAD_LETTER, STATS, main="rendered"
         )

@@ -16,6 +16,7 @@ from pipelines import counters
 from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.hashing import placement
 from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import TokenizeSlice, tokenize_slice
 from pipelines.records import DEAD_LETTER, STATS, Report, ShardItem, ShardItems, dead_letter, provenance
 from pipelines.runner import startup_heap
 from pipelines.vocab import worker_vocabulary
@@ -26,7 +27,7 @@ class TokenizeBatchFn(beam.DoFn):
     exemplars from the end, never cutting one), appends EOS, applies the overlong policy and assigns
     each example its output shard and its place in that shard from (seed, dataset, copy key)."""
 
-    def __init__(self, plan: BuildPlan, model_proto: bytes | None, num_threads: int = -1):
+    def __init__(self, plan: TokenizeSlice | BuildPlan, model_proto: bytes | None, num_threads: int = -1):
         """`model_proto`: see `vocab.shipped_model` (None: the packaged default)."""
         self.plan = plan
         self.model_proto = model_proto
@@ -91,5 +92,5 @@ class Tokenize(beam.PTransform):
 
     def expand(self, rendered):
         return rendered | "Encode" >> beam.ParDo(
-            TokenizeBatchFn(self.plan, self.model_proto, self.num_threads)
+            TokenizeBatchFn(tokenize_slice(self.plan), self.model_proto, self.num_threads)
         ).with_outputs(DEAD_LETTER, STATS, main="tokenized")

@@ -13,6 +13,7 @@ import numpy as np
 from pipelines.formats import writers
 from pipelines.formats.rows import PackedBatch
 from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import OutputSlice, output_slice
 from pipelines import counters
 from pipelines.counters import count_example
 from pipelines.records import Report
@@ -53,7 +54,7 @@ def write_packed_shard(shard: int, batches: list[PackedBatch], plan: BuildPlan, 
 
 
 class WriteShardFn(beam.DoFn):
-    def __init__(self, plan: BuildPlan, output_dir: str):
+    def __init__(self, plan: OutputSlice | BuildPlan, output_dir: str):
         self.plan, self.output_dir = plan, output_dir
 
     def process(self, element):
@@ -73,4 +74,4 @@ class WriteCorpus(beam.PTransform):
         self.plan, self.output_dir = plan, output_dir
 
     def expand(self, packed):
-        return packed | "WriteShard" >> beam.ParDo(WriteShardFn(self.plan, self.output_dir))
+        return packed | "WriteShard" >> beam.ParDo(WriteShardFn(output_slice(self.plan), self.output_dir))

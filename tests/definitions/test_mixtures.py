@@ -11,7 +11,7 @@ from pipelines.definitions.catalog import load_catalog
 from pipelines.cli import main
 from pipelines.errors import CatalogError, LoaderError
 from pipelines.definitions.mixtures import default_target, load_mixture, resolve_weights, sampling_rate
-from pipelines.planning.plan import make_plan
+from pipelines.planning.plan import BuildOptions, make_plan
 from pipelines.definitions.templates import load_templates
 
 from conftest import build_corpus, write
@@ -105,7 +105,7 @@ def test_missing_source_is_skipped_and_reported_or_fatal_with_strict(tmp_path, v
     mix = write(tmp_path / "m.yaml", "schema_version: 1\nname: m\nsequence_length: {inputs: 64, targets: 32}\nmembers: [{collection: cot}]\n")
     catalog, families = load_catalog(cat_dir), load_templates(tpl_dir)
     with pytest.raises(LoaderError, match=r"--strict.*gone.*no file matches"):
-        make_plan(load_mixture(mix), catalog, families, vocab, strict=True)
+        make_plan(load_mixture(mix), catalog, families, vocab, BuildOptions(strict=True))
     out = tmp_path / "out"
     plan = build_corpus(out, catalog, families, vocab, mixture=str(mix), num_shards=1)
     assert [name for name, _ in plan.skipped] == ["gone"]
@@ -193,18 +193,19 @@ def test_a_token_target_is_met_within_a_few_percent(tmp_path, vocab):
 
 
 def test_workers_resolve_the_same_weights_from_the_slim_plan(catalog, vocab):
-    """DoFns carry `for_workers(plan)`: membership-only catalog entries and no skip reasons (only the
-    manifest's copy keeps those). Mixture weights must come out the same from it."""
+    """The survey's DoFns carry `survey_slice(plan)`: catalog membership only (no fixtures, no loader
+    args) and no skip reasons (only the manifest's slice keeps those). Mixture weights must come out
+    the same from it."""
     import pickle
 
-    from pipelines.planning.plan import for_workers
+    from pipelines.planning.slices import manifest_slice, survey_slice
 
     plan = make_plan(load_mixture("flan2022"), catalog, load_templates(), vocab)  # offline: most sources skipped
-    slim, for_manifest = for_workers(plan), for_workers(plan, keep_skipped=True)
+    slim, for_manifest = survey_slice(plan), manifest_slice(plan)
     counts = {name: 1000 + 7 * i for i, name in enumerate(sorted(plan.datasets))}
     available = set(plan.datasets)
     assert (resolve_weights(slim.mixture_spec, slim.catalog, counts, available)
             == resolve_weights(plan.mixture_spec, plan.catalog, counts, available))
-    assert slim.skipped == () and for_manifest.skipped == plan.skipped and plan.skipped
+    assert not hasattr(slim, "skipped") and for_manifest.skipped == plan.skipped and plan.skipped
     assert len(pickle.dumps(slim)) < len(pickle.dumps(plan)) / 5
-    assert all(not e.fixtures and not e.loader_args for e in slim.catalog)
+    assert all(not hasattr(e, "fixtures") and not hasattr(e, "loader_args") for e in slim.catalog)

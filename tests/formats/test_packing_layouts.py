@@ -19,7 +19,7 @@ from pipelines.planning.hashing import keyed_hash
 from pipelines.definitions.mixtures import load_mixture
 from pipelines.formats.fit import fit_decoder, fit_to_length
 from pipelines.formats.rows import unpack_row
-from pipelines.planning.plan import make_plan
+from pipelines.planning.plan import BuildOptions, make_plan
 from pipelines.definitions.templates import compile_template, render
 from pipelines.stages.write_text import TEXT_DIR
 
@@ -166,8 +166,8 @@ def test_plan_refuses_unknown_layout_format_and_stray_decoder_length(catalog, fa
     for kwargs, match in (({"layout": "prefix"}, "unknown layout"), ({"output_format": "csv"}, "unknown output format"),
                           ({"decoder_length": 100}, "needs layout 'decoder'"), ({"pack_buffer": 0}, "pack_buffer")):
         with pytest.raises(FlanmixError, match=match):
-            make_plan(mixture, catalog, families, vocab, **kwargs)
-    plan = make_plan(mixture, catalog, families, vocab, layout="decoder")
+            make_plan(mixture, catalog, families, vocab, BuildOptions(**kwargs))
+    plan = make_plan(mixture, catalog, families, vocab, BuildOptions(layout="decoder"))
     assert plan.decoder_length == 2048 + 512
 
 

@@ -47,7 +47,7 @@ def build_test_corpus(out: Path, num_shards: int = 2) -> Path:
     from pipelines.runner.graph import run_build
     from pipelines.definitions.catalog import load_catalog
     from pipelines.definitions.mixtures import load_mixture
-    from pipelines.planning.plan import make_plan
+    from pipelines.planning.plan import BuildOptions, make_plan
     from pipelines.definitions.templates import load_templates
     from pipelines.vocab import Vocabulary
 
@@ -55,7 +55,7 @@ def build_test_corpus(out: Path, num_shards: int = 2) -> Path:
     mixture_path.write_text(MIXTURE, encoding="utf-8")
     vocab = Vocabulary.load(resources.default_vocab_path())
     plan = make_plan(load_mixture(mixture_path), load_catalog(), load_templates(), vocab,
-                     num_shards=num_shards, inputs_length=INPUTS_LENGTH, targets_length=TARGETS_LENGTH)
+                     BuildOptions(num_shards=num_shards, inputs_length=INPUTS_LENGTH, targets_length=TARGETS_LENGTH))
     run_build(plan, vocab.model_proto, str(out), [])
     return out
 
