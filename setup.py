@@ -57,6 +57,7 @@ EXTRAS = {
         "gcp-storage-emulator>=2026.1",
         "duckdb>=1.0",
         "polars>=1.0",
+        "ruff>=0.17,<0.18",  # `make test` lints first (ruff.toml)
     ],
     "trainer": ["jax>=0.10", "flax>=0.12", "optax>=0.2", "orbax-checkpoint>=0.12"],
 }

@@ -1,8 +1,8 @@
 """`flanmix mixtures list|show`: a mixture's resolved plan, task by task, before anything runs.
 
-Weights need each task's size: a size declared in the catalog entry (`num_examples`) is used, else the
-rows are counted from the source when it can be read (what a build does in its survey pass), else the
-task is assumed to fill its cap (marked `assumed`). `--no-count` skips reading sources.
+Weights need each task's size: the rows are counted from the source when it can be read (what a
+build does in its survey pass), else the task is assumed to fill its cap (marked `assumed`); catalog
+entries declare no sizes (schemas/catalog_entry.schema.json). `--no-count` skips reading sources.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class PlannedTask:
     path: str
     cap: int | None
     count: int
-    count_source: str  # counted | catalog | assumed
+    count_source: str  # counted | assumed
     weight: float
     expected_examples: float
     rate: float
@@ -43,10 +43,6 @@ def task_sizes(mixture: Mixture, catalog: Catalog, count: bool) -> tuple[dict, d
     """(sizes, how each size is known, [(dataset, reason) skipped])."""
     sizes, sources, skipped = {}, {}, []
     for entry in resolve_datasets(mixture, catalog):
-        declared = (getattr(entry, "num_examples", None) or {}).get(mixture.split)
-        if declared is not None:
-            sizes[entry.name], sources[entry.name] = int(declared), "catalog"
-            continue
         if count:
             try:
                 sizes[entry.name], sources[entry.name] = count_rows(entry, mixture.split), "counted"

@@ -24,6 +24,14 @@ from pipelines.definitions.mixtures import FewShotConfig, Mixture
 from pipelines.planning.plan import BuildPlan, DatasetPlan
 
 
+class Slice:
+    """A stage's slice: `XSlice.of(plan)` copies the plan's fields of the same names."""
+
+    @classmethod
+    def of(cls, plan: BuildPlan):
+        return cls(**{f.name: getattr(plan, f.name) for f in fields(cls)})
+
+
 @dataclass(frozen=True)
 class Membership:
     """A catalog entry as mixture weights read it (`mixtures.resolve_weights`): name, collections, cap."""
@@ -37,8 +45,15 @@ class Membership:
         return self.collections[0]
 
 
+def membership(catalog: Catalog | None) -> Catalog | None:
+    """The catalog as the survey's weights read it (`Membership` per entry)."""
+    if catalog is None:
+        return None
+    return Catalog({e.name: Membership(e.name, tuple(e.collections), e.default_cap) for e in catalog})
+
+
 @dataclass(frozen=True)
-class SurveySlice:
+class SurveySlice(Slice):
     seed: int
     pool_size: int
     datasets: Mapping[str, DatasetPlan]
@@ -55,16 +70,21 @@ class SurveySlice:
     vocab_path: str
     vocab_sha256: str
 
+    @classmethod
+    def of(cls, plan: BuildPlan) -> SurveySlice:
+        return cls(**{f.name: membership(plan.catalog) if f.name == "catalog" else getattr(plan, f.name)
+                      for f in fields(cls)})
+
 
 @dataclass(frozen=True)
-class RenderSlice:
+class RenderSlice(Slice):
     seed: int
     few_shot: FewShotConfig
     datasets: Mapping[str, DatasetPlan]
 
 
 @dataclass(frozen=True)
-class TokenizeSlice:
+class TokenizeSlice(Slice):
     seed: int
     num_shards: int
     layout: str
@@ -78,7 +98,7 @@ class TokenizeSlice:
 
 
 @dataclass(frozen=True)
-class PackSlice:
+class PackSlice(Slice):
     layout: str
     inputs_length: int
     targets_length: int
@@ -87,7 +107,7 @@ class PackSlice:
 
 
 @dataclass(frozen=True)
-class OutputSlice:
+class OutputSlice(Slice):
     mixture: str
     split: str
     num_shards: int
@@ -96,7 +116,7 @@ class OutputSlice:
 
 
 @dataclass(frozen=True)
-class TextSlice:
+class TextSlice(Slice):
     mixture: str
     split: str
     num_shards: int
@@ -106,7 +126,7 @@ class TextSlice:
 
 
 @dataclass(frozen=True)
-class ManifestSlice:
+class ManifestSlice(Slice):
     mixture: str
     split: str
     seed: int
@@ -128,45 +148,7 @@ class ManifestSlice:
     pool_size: int
 
 
-def _take(cls, plan: BuildPlan, **overrides):
-    return cls(**{f.name: overrides[f.name] if f.name in overrides else getattr(plan, f.name) for f in fields(cls)})
-
-
-def membership(catalog: Catalog | None) -> Catalog | None:
-    if catalog is None:
-        return None
-    return Catalog({e.name: Membership(e.name, tuple(e.collections), e.default_cap) for e in catalog})
-
-
-def survey_slice(plan: BuildPlan) -> SurveySlice:
-    return _take(SurveySlice, plan, catalog=membership(plan.catalog))
-
-
-def render_slice(plan: BuildPlan) -> RenderSlice:
-    return _take(RenderSlice, plan)
-
-
-def tokenize_slice(plan: BuildPlan) -> TokenizeSlice:
-    return _take(TokenizeSlice, plan)
-
-
-def pack_slice(plan: BuildPlan) -> PackSlice:
-    return _take(PackSlice, plan)
-
-
-def output_slice(plan: BuildPlan) -> OutputSlice:
-    return _take(OutputSlice, plan)
-
-
-def text_slice(plan: BuildPlan) -> TextSlice:
-    return _take(TextSlice, plan)
-
-
-def manifest_slice(plan: BuildPlan) -> ManifestSlice:
-    return _take(ManifestSlice, plan)
-
-
 def run_identity(plan: BuildPlan) -> tuple:
     """What names a build's staging prefix (`publish.commit.run_id`): what its manifest records and
     the sources it reads."""
-    return manifest_slice(plan), plan.sources
+    return ManifestSlice.of(plan), plan.sources

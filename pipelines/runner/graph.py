@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
 from pipelines.errors import FlanmixError
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import manifest_slice, output_slice, run_identity
+from pipelines.planning.slices import ManifestSlice, OutputSlice, run_identity
 from pipelines.publish import commit as publish
 from pipelines.records import DEAD_LETTER, STATS
 from pipelines.runner import startup_heap
@@ -80,8 +80,8 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         | "CollectReports" >> beam.Flatten()
         # Every source reports what it read, so there is always an input: no default to inject.
         | "MergeReports" >> beam.CombineGlobally(MergeReports()).without_defaults()
-        | "FinishCorpus" >> beam.Map(finish_corpus, output_slice(plan), staging)
-        | "Publish" >> publish.Publish(manifest_slice(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
+        | "FinishCorpus" >> beam.Map(finish_corpus, OutputSlice.of(plan), staging)
+        | "Publish" >> publish.Publish(ManifestSlice.of(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
     )
 
 

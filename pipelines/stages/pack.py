@@ -13,7 +13,7 @@ import numpy as np
 
 from pipelines.formats.rows import TokenizedExample, pack_batches
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import PackSlice, pack_slice
+from pipelines.planning.slices import PackSlice
 from pipelines import counters
 from pipelines.records import ShardItem
 from pipelines.stages import spill
@@ -70,5 +70,5 @@ class Pack(beam.PTransform):
         return (
             keyed_examples
             | "GroupByShard" >> beam.GroupByKey()
-            | "PackShard" >> beam.ParDo(PackShardFn(pack_slice(self.plan)))
+            | "PackShard" >> beam.ParDo(PackShardFn(PackSlice.of(self.plan)))
         )

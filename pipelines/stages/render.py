@@ -15,7 +15,7 @@ from pipelines.definitions.templates import compile_template, render
 from pipelines.errors import RenderError
 from pipelines.planning import sampling
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import RenderSlice, render_slice
+from pipelines.planning.slices import RenderSlice
 from pipelines.planning.sampling import SamplingTable
 from pipelines import counters
 from pipelines.records import DEAD_LETTER, STATS, RenderedBatch, RenderedExample, Report, dead_letter
@@ -95,6 +95,6 @@ class RenderTemplates(beam.PTransform):
         self.plan, self.table = plan, table
 
     def expand(self, batches):
-        return batches | "Render" >> beam.ParDo(RenderBatchFn(render_slice(self.plan)), beam.pvalue.AsSingleton(self.table)).with_outputs(
+        return batches | "Render" >> beam.ParDo(RenderBatchFn(RenderSlice.of(self.plan)), beam.pvalue.AsSingleton(self.table)).with_outputs(
             DEAD_LETTER, STATS, main="rendered"
         )

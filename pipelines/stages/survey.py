@@ -16,7 +16,7 @@ from pipelines.definitions.fieldtypes import field_problem
 from pipelines.planning.hashing import keyed_hash
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import survey_slice
+from pipelines.planning.slices import SurveySlice
 from pipelines.planning.weights import sampling_table
 
 
@@ -84,7 +84,7 @@ class SurveySources(beam.PTransform):
         self.plan, self.model_proto = plan, model_proto
 
     def expand(self, sources):
-        plan = survey_slice(self.plan)
+        plan = SurveySlice.of(self.plan)
         return (
             sources
             | "SurveyShards" >> beam.FlatMap(survey_shard, plan)

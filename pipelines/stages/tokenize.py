@@ -16,7 +16,7 @@ from pipelines import counters
 from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.hashing import placement
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import TokenizeSlice, tokenize_slice
+from pipelines.planning.slices import TokenizeSlice
 from pipelines.records import DEAD_LETTER, STATS, Report, ShardItem, ShardItems, dead_letter, provenance
 from pipelines.runner import startup_heap
 from pipelines.vocab import worker_vocabulary
@@ -92,5 +92,5 @@ class Tokenize(beam.PTransform):
 
     def expand(self, rendered):
         return rendered | "Encode" >> beam.ParDo(
-            TokenizeBatchFn(tokenize_slice(self.plan), self.model_proto, self.num_threads)
+            TokenizeBatchFn(TokenizeSlice.of(self.plan), self.model_proto, self.num_threads)
         ).with_outputs(DEAD_LETTER, STATS, main="tokenized")

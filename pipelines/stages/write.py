@@ -13,7 +13,7 @@ import numpy as np
 from pipelines.formats import writers
 from pipelines.formats.rows import PackedBatch
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import OutputSlice, output_slice
+from pipelines.planning.slices import OutputSlice
 from pipelines import counters
 from pipelines.counters import count_example
 from pipelines.records import Report
@@ -74,4 +74,4 @@ class WriteCorpus(beam.PTransform):
         self.plan, self.output_dir = plan, output_dir
 
     def expand(self, packed):
-        return packed | "WriteShard" >> beam.ParDo(WriteShardFn(output_slice(self.plan), self.output_dir))
+        return packed | "WriteShard" >> beam.ParDo(WriteShardFn(OutputSlice.of(self.plan), self.output_dir))

@@ -25,7 +25,7 @@ from pipelines.planning.fewshot import assemble_few_shot
 from pipelines.formats import writers
 from pipelines.planning.hashing import placement
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import output_slice, text_slice
+from pipelines.planning.slices import OutputSlice, TextSlice
 from pipelines.counters import count_example
 from pipelines.records import RenderedExample, Report, TextItem, TextItems, provenance
 
@@ -112,7 +112,7 @@ class WriteText(beam.PTransform):
     def expand(self, rendered):
         return (
             rendered
-            | "KeyByShard" >> beam.FlatMap(key_by_shard, text_slice(self.plan))
+            | "KeyByShard" >> beam.FlatMap(key_by_shard, TextSlice.of(self.plan))
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteTextShard" >> beam.ParDo(WriteTextShardFn(output_slice(self.plan), self.output_dir))
+            | "WriteTextShard" >> beam.ParDo(WriteTextShardFn(OutputSlice.of(self.plan), self.output_dir))
         )

@@ -193,15 +193,15 @@ def test_a_token_target_is_met_within_a_few_percent(tmp_path, vocab):
 
 
 def test_workers_resolve_the_same_weights_from_the_slim_plan(catalog, vocab):
-    """The survey's DoFns carry `survey_slice(plan)`: catalog membership only (no fixtures, no loader
+    """The survey's DoFns carry `SurveySlice.of(plan)`: catalog membership only (no fixtures, no loader
     args) and no skip reasons (only the manifest's slice keeps those). Mixture weights must come out
     the same from it."""
     import pickle
 
-    from pipelines.planning.slices import manifest_slice, survey_slice
+    from pipelines.planning.slices import ManifestSlice, SurveySlice
 
     plan = make_plan(load_mixture("flan2022"), catalog, load_templates(), vocab)  # offline: most sources skipped
-    slim, for_manifest = survey_slice(plan), manifest_slice(plan)
+    slim, for_manifest = SurveySlice.of(plan), ManifestSlice.of(plan)
     counts = {name: 1000 + 7 * i for i, name in enumerate(sorted(plan.datasets))}
     available = set(plan.datasets)
     assert (resolve_weights(slim.mixture_spec, slim.catalog, counts, available)
