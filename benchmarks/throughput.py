@@ -92,7 +92,7 @@ def run_floor(catalog_dir: str, out: str) -> dict:
 
     import gc
 
-    gc.freeze()  # as the build does (pipelines.startup_heap), so neither pays the collector for the imports
+    gc.freeze()  # as the build does (pipelines.runner.startup_heap), so neither pays the collector for the imports
     cpu0, _ = _usage()
     start = time.perf_counter()
     imports = start - t_import

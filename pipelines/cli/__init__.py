@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import signal
 import sys
@@ -35,7 +34,7 @@ def _load_catalog_and_templates(args):
 def cmd_build(args, beam_args: list[str]) -> int:
     from pipelines.runner import beam_options, dry_run
     from pipelines.runner import progress
-    from pipelines.publish import commit as publish
+    from pipelines.publish import staging
     from pipelines.runner.graph import run_build
     from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
@@ -65,7 +64,7 @@ def cmd_build(args, beam_args: list[str]) -> int:
         return 0
     beam_options.set_filesystem_options(beam_args)
     progress.quiet_known_beam_noise()
-    output = publish.resolve_output(args.output, plan.mixture, args.versioned)
+    output = staging.resolve_output(args.output, plan.mixture, args.versioned)
     if args.dry_run:
         print(dry_run.describe(plan, output, beam_args, args.overwrite))
         return 0
@@ -157,6 +156,8 @@ def cmd_templates(args) -> int:
             return 1
         print(f"templates lint: OK ({len(families)} families, {n_templates} templates, {len(catalog)} datasets)")
         return 0
+    from pipelines.cli.preview import preview
+
     return preview(catalog, families, args.dataset, args.n, args.template, args.fixtures)
 
 
@@ -169,59 +170,6 @@ def import_promptsource(args) -> int:
         print(f"skipped {reason}", file=sys.stderr)
     print(f"wrote {path}: family {family['family']}, {len(family['templates'])} template(s); name it in a "
           f"catalog entry's `templates:` and run `flanmix templates lint`")
-    return 0
-
-
-def preview_rows(entry, n: int, use_fixtures: bool):
-    """(rows, note): the first `n` source rows, or the entry's fixture rows when the source cannot be
-    read here (or `use_fixtures`)."""
-    from pipelines.definitions.catalog import fixture_rows
-    from pipelines.loaders import get_loader
-
-    if not use_fixtures:
-        split = next(iter(entry.splits))
-        loader = get_loader(entry.loader_type)
-        try:
-            shards = loader.plan(entry.name, split, entry.splits[split], entry.loader_args)
-            return list(itertools.islice((r for s in shards for r in loader.read(s)), n)), None
-        except FlanmixError as exc:
-            note = f"source unavailable ({exc}); showing the entry's fixture rows instead"
-    else:
-        note = "showing the entry's fixture rows (--fixtures)"
-    rows = fixture_rows(entry)[:n]
-    if not rows:
-        raise FlanmixError(f"dataset {entry.name}: source unavailable and the entry has no fixture rows")
-    return rows, note
-
-
-def preview(catalog, families, dataset: str, n: int, template_id: str | None, use_fixtures: bool = False) -> int:
-    from pipelines.errors import RenderError
-    from pipelines.definitions.fieldtypes import field_problem
-    from pipelines.definitions.templates import bind_templates, compile_template, render
-
-    entry = catalog[dataset]
-    templates = list(bind_templates(entry.templates, families, entry.template_vars))
-    if template_id:
-        templates = [t for t in templates if t.id == template_id]
-        if not templates:
-            raise FlanmixError(f"dataset {dataset} has no template {template_id!r}")
-    rows, note = preview_rows(entry, n, use_fixtures)
-    if note:
-        print(f"[{dataset}] {note}\n")
-    count = n if note else len(rows)  # fixture rows are few: cycle them so n templates are shown
-    for i in range(count):
-        row, t = rows[i % len(rows)], templates[i % len(templates)]
-        print(f"=== {dataset} row {row.row_id} | template {t.id} ({t.prompt_setting}{', cot' if t.cot else ''}{', inversion' if t.inversion else ''})")
-        problem = row.error or field_problem(row.fields, entry.fields)
-        if problem:
-            print(f"[dead letter] {problem}\n")
-            continue
-        try:
-            inputs, targets = render(compile_template(t), row.fields)
-        except RenderError as exc:
-            print(f"[dead letter] {exc}\n")
-            continue
-        print(f"--- inputs\n{inputs}\n--- targets\n{targets}\n")
     return 0
 
 
@@ -253,31 +201,14 @@ def cmd_mixtures(args) -> int:
 # --- vocab ---------------------------------------------------------------------------------------
 
 def cmd_vocab(args) -> int:
-    from pipelines.loaders import get_loader
-    from pipelines.vocab import Vocabulary, train_vocabulary
-
+    from pipelines.cli.vocab_texts import vocabulary_texts
     from pipelines.definitions.mixtures import load_mixture, resolve_datasets
+    from pipelines.vocab import Vocabulary, train_vocabulary
 
     catalog, families = _load_catalog_and_templates(args)
     entries = resolve_datasets(load_mixture(args.mixture), catalog)
 
-    def texts():
-        for fam_name in sorted({f for e in entries for f in e.templates}):
-            for t in families[fam_name].templates:
-                yield t.inputs
-                yield t.targets
-        for entry in entries:
-            loader = get_loader(entry.loader_type)
-            for split, source in sorted(entry.splits.items()):
-                for shard in loader.plan(entry.name, split, source, entry.loader_args):
-                    for row in loader.read(shard):
-                        for value in (row.fields or {}).values():
-                            if isinstance(value, str):
-                                yield value
-                            elif isinstance(value, list):
-                                yield from (json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v for v in value)
-
-    path = train_vocabulary(texts(), args.output, vocab_size=args.vocab_size)
+    path = train_vocabulary(vocabulary_texts(entries, families), args.output, vocab_size=args.vocab_size)
     vocab = Vocabulary.load(path)
     print(f"wrote {path}: {vocab.vocab_size} pieces, sha256 {vocab.spec.sha256}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.slices import run_identity
-from pipelines.publish import commit as publish
+from pipelines.publish import staging
 from pipelines.runner.beam_options import remote_problems, resolved_args
 
 DRY_RUN_COUNT_MAX_BYTES = 32 * 1024 * 1024  # --dry-run counts rows itself only below this much source
@@ -41,14 +41,14 @@ def describe(plan: BuildPlan, output_dir: str, beam_args: list[str], overwrite: 
     prefix = f"{plan.mixture}-{plan.split}"
     last = plan.num_shards - 1
     try:
-        exists = publish._exists(publish.manifest_path(output_dir))
+        exists = staging._exists(staging.manifest_path(output_dir))
     except Exception as exc:  # noqa: BLE001 - a dry run still prints the plan when storage is unreachable
         exists = None
         unreachable = str(exc).splitlines()[0][:200]
     lines += [
         "",
         f"output: {output_dir}",
-        f"  staging:  {publish.staging_dir(output_dir, run_identity(plan))}/ (removed after publishing)",
+        f"  staging:  {staging.staging_dir(output_dir, run_identity(plan))}/ (removed after publishing)",
         (f"  shards:   jsonl/{prefix}-00000-of-{plan.num_shards:05d}.jsonl .. -{last:05d}-of-{plan.num_shards:05d}"
          if getattr(plan, "output_format", "packed") == "jsonl" else
          f"  shards:   tfrecord/{prefix}-00000-of-{plan.num_shards:05d}.tfrecord .. -{last:05d}-of-{plan.num_shards:05d}"

@@ -1,13 +1,13 @@
 """The Beam job: catalog entries -> templates -> tokens -> packed, sharded corpus + manifest.
 
-Reads top to bottom; each stage is a composite transform from `pipelines.transforms`. Shards and
-dead letters are written under a staging prefix of the output and published by `publish.Publish`
+Reads top to bottom; each stage is a composite transform from its module in `pipelines.stages`. Shards and
+dead letters are written under a staging prefix of the output and published by `commit.Publish`
 (verify, move, manifest last), so a reader that finds manifest.json finds a complete corpus.
 
-Runners (`pipeline_options`): without `--runner`, Beam's FnApiRunner (the DirectRunner's engine,
+Runners (`beam_options.pipeline_options`): without `--runner`, Beam's FnApiRunner (the DirectRunner's engine,
 without its attempt to download the Prism binary); `--direct_running_mode=multi_processing
 --direct_num_workers=N` runs N worker processes, and `flanmix build` picks all cores for jobs big
-enough to repay them (`default_local_args`). DataflowRunner gets `--setup_file` pointing at the
+enough to repay them (`beam_options.default_local_args`). DataflowRunner gets `--setup_file` pointing at the
 project's setup.py unless told otherwise; PortableRunner / FlinkRunner / SparkRunner take their
 usual flags. DaskRunner is refused: Beam 2.77's Dask runner silently loses data written through
 file sinks.
@@ -20,7 +20,8 @@ from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 from pipelines.errors import FlanmixError
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.slices import ManifestSlice, OutputSlice, run_identity
-from pipelines.publish import commit as publish
+from pipelines.publish.commit import Publish
+from pipelines.publish.staging import check_destination, staging_dir
 from pipelines.records import DEAD_LETTER, STATS
 from pipelines.runner import startup_heap
 from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
@@ -46,7 +47,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     if not plan.sources:
         raise FlanmixError(f"mixture {plan.mixture}: its datasets list no source files; nothing to build")
     model = shipped_model(plan.vocab_path, model_proto)
-    staging = publish.staging_dir(output_dir, run_identity(plan))
+    staging = staging_dir(output_dir, run_identity(plan))
     runner = str(pipeline.options.view_as(StandardOptions).runner or LOCAL_RUNNER)
     local = is_local(["--runner", runner])
     parallel = not local or (pipeline.options.view_as(DirectOptions).direct_num_workers or 1) > 1
@@ -81,7 +82,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         # Every source reports what it read, so there is always an input: no default to inject.
         | "MergeReports" >> beam.CombineGlobally(MergeReports()).without_defaults()
         | "FinishCorpus" >> beam.Map(finish_corpus, OutputSlice.of(plan), staging)
-        | "Publish" >> publish.Publish(ManifestSlice.of(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
+        | "Publish" >> Publish(ManifestSlice.of(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
     )
 
 
@@ -91,14 +92,14 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
     """Run the job to completion and publish; returns the PipelineResult (the manifest is in `output_dir`).
 
     Refuses an `output_dir` that already holds a corpus unless `overwrite`. `progress_every` > 0 prints
-    the job's counters that often (see `pipelines.progress`)."""
+    the job's counters that often (see `pipelines.runner.progress`)."""
     from apache_beam.io.filesystems import FileSystems
 
     from pipelines.runner import progress
 
     options = pipeline_options(beam_args or [], plan, all_cores)
     FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
-    publish.check_destination(output_dir, overwrite)
+    check_destination(output_dir, overwrite)
     with startup_heap.frozen_during_build():
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)

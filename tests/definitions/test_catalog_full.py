@@ -17,7 +17,8 @@ import pytest  # noqa: E402
 from pipelines import resources  # noqa: E402
 from pipelines.definitions.catalog import fixture_rows  # noqa: E402
 from pipelines.definitions.catalog_stats import catalog_stats  # noqa: E402
-from pipelines.cli import main, preview  # noqa: E402
+from pipelines.cli import main  # noqa: E402
+from pipelines.cli.preview import preview  # noqa: E402
 from pipelines.definitions.fieldtypes import field_problem  # noqa: E402
 from pipelines.definitions.lint import lint_catalog  # noqa: E402
 from pipelines.loaders import offline_ready  # noqa: E402

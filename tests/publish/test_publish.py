@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.publish import commit as publish
+from pipelines.publish import commit, staging, verify
 from pipelines.formats import writers
 from pipelines.runner.graph import run_build
-from pipelines.publish.commit import PublishError
+from pipelines.publish.staging import PublishError
 from pipelines.formats.writers import WrittenFile
 
 from buildkit import SMALL_EXAMPLES, digest_tree, read_back, small_mixture, small_plan
@@ -65,14 +65,14 @@ def test_existing_corpus_is_refused_without_overwrite_and_replaced_with_it(refer
 
 def test_versioned_layout_counts_complete_versions_only(tmp_path):
     base = str(tmp_path / "corpora")
-    assert publish.resolve_output(base, "small") == base
-    assert publish.resolve_output(base, "small", versioned=True) == str(tmp_path / "corpora" / "small" / "v1")
+    assert staging.resolve_output(base, "small") == base
+    assert staging.resolve_output(base, "small", versioned=True) == str(tmp_path / "corpora" / "small" / "v1")
     for n in (1, 2):
         (tmp_path / "corpora" / "small" / f"v{n}").mkdir(parents=True)
         (tmp_path / "corpora" / "small" / f"v{n}" / "manifest.json").write_text("{}")
     (tmp_path / "corpora" / "small" / "v3" / ".staging-abc").mkdir(parents=True)  # a run that died
-    assert publish.resolve_output(base, "small", versioned=True) == str(tmp_path / "corpora" / "small" / "v3")
-    assert publish.complete_versions(str(tmp_path / "corpora" / "small")) == [1, 2]
+    assert staging.resolve_output(base, "small", versioned=True) == str(tmp_path / "corpora" / "small" / "v3")
+    assert staging.complete_versions(str(tmp_path / "corpora" / "small")) == [1, 2]
 
 
 def test_verification_rejects_files_that_differ_from_what_was_written(tmp_path):
@@ -86,32 +86,32 @@ def test_verification_rejects_files_that_differ_from_what_was_written(tmp_path):
     for r in rows:
         _TFRecordUtil.write_record(buffer, r)
     written = writers.write_file(staging, "tfrecord/x-00000-of-00001.tfrecord", buffer.getvalue(), 3)
-    assert publish.verify_file(staging, written) == written
+    assert verify.verify_file(staging, written) == written
 
     with pytest.raises(PublishError, match="holds 3 rows; the writer reported 4"):
-        publish.verify_file(staging, WrittenFile(written.path, 4, written.num_bytes, written.sha256))
+        verify.verify_file(staging, WrittenFile(written.path, 4, written.num_bytes, written.sha256))
     path = tmp_path / written.path
     path.write_bytes(path.read_bytes()[:-3])
     with pytest.raises(PublishError, match="bytes, sha256"):
-        publish.verify_file(staging, written)
+        verify.verify_file(staging, written)
     path.unlink()
     with pytest.raises(PublishError, match="is missing"):
-        publish.verify_file(staging, written)
+        verify.verify_file(staging, written)
 
     lines = writers.write_file(staging, "dead_letter/d.jsonl", b'{"a": 1}\n{"a": 2}\n', 2)
-    assert publish.verify_file(staging, lines) == lines
+    assert verify.verify_file(staging, lines) == lines
 
 
 def test_a_missing_shard_stops_the_commit():
     files = [WrittenFile("tfrecord/m-00000-of-00003.tfrecord", 1, 1, "x"), WrittenFile("tfrecord/m-00002-of-00003.tfrecord", 1, 1, "x")]
     with pytest.raises(PublishError, match=r"shard\(s\) \[1\] were not written"):
-        publish.check_complete(files)
+        verify.check_complete(files)
 
 
 def test_run_id_is_a_function_of_the_plan(tmp_path, catalog, families, vocab):
     plan = small_plan(tmp_path, catalog, families, vocab)
-    assert publish.run_id(plan) == publish.run_id(small_plan(tmp_path, catalog, families, vocab))
-    assert publish.run_id(plan) != publish.run_id(small_plan(tmp_path, catalog, families, vocab, seed=1))
+    assert staging.run_id(plan) == staging.run_id(small_plan(tmp_path, catalog, families, vocab))
+    assert staging.run_id(plan) != staging.run_id(small_plan(tmp_path, catalog, families, vocab, seed=1))
 
 
 def test_a_build_that_fails_midway_leaves_no_manifest_and_a_rerun_completes(reference, tmp_path, monkeypatch, vocab):
@@ -139,14 +139,14 @@ def test_a_build_that_fails_midway_leaves_no_manifest_and_a_rerun_completes(refe
 def test_a_build_that_dies_while_publishing_is_completed_by_a_rerun(reference, tmp_path, monkeypatch, vocab):
     plan, ref = reference
     out = tmp_path / "out"
-    move, moved = publish._move, []
+    move, moved = commit._move, []
 
     def dying_move(sources, destinations):  # the connection drops after the first file
         move(sources[:1], destinations[:1])
         moved.extend(destinations[:1])
         raise OSError("injected: connection lost")
 
-    monkeypatch.setattr(publish, "_move", dying_move)
+    monkeypatch.setattr(commit, "_move", dying_move)
     with pytest.raises(Exception, match="injected: connection lost"):
         run_build(plan, vocab.model_proto, str(out), IN_MEMORY)
     monkeypatch.undo()

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pipelines.publish import commit as publish
+from pipelines.publish import staging
 from pipelines.runner.graph import run_build
-from pipelines.publish.commit import PublishError
+from pipelines.publish.staging import PublishError
 
 from buildkit import SMALL_EXAMPLES, read_back, small_plan
 from emulators import gcs_server, s3_server  # noqa: F401 - fixtures
@@ -42,14 +42,14 @@ def test_publish_to_s3_and_read_back(s3_server, tmp_path, catalog, families, voc
 
     with pytest.raises(PublishError, match="already holds a complete corpus"):
         run_build(plan, vocab.model_proto, output, IN_MEMORY + s3_server.beam_args)
-    assert publish.resolve_output(f"s3://{s3_server.bucket}/corpora", "small", versioned=True) == \
+    assert staging.resolve_output(f"s3://{s3_server.bucket}/corpora", "small", versioned=True) == \
         f"s3://{s3_server.bucket}/corpora/small/v1"
 
 
 def test_publish_to_gcs_and_read_back(gcs_server, tmp_path, catalog, families, vocab):
     plan = small_plan(tmp_path, catalog, families, vocab)
     base = f"gs://{gcs_server.bucket}/corpora"
-    output = publish.resolve_output(base, plan.mixture, versioned=True)
+    output = staging.resolve_output(base, plan.mixture, versioned=True)
     assert output == f"{base}/small/v1"
     run_build(plan, vocab.model_proto, output, IN_MEMORY)
 
@@ -57,4 +57,4 @@ def test_publish_to_gcs_and_read_back(gcs_server, tmp_path, catalog, families, v
     bucket = gcs_server.client().bucket(gcs_server.bucket)
     keys = {b.name: b.download_as_bytes() for b in bucket.list_blobs(prefix="corpora/small/v1/")}
     _check_listing(keys, "corpora/small/v1/")
-    assert publish.resolve_output(base, plan.mixture, versioned=True) == f"{base}/small/v2"
+    assert staging.resolve_output(base, plan.mixture, versioned=True) == f"{base}/small/v2"
