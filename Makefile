@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/flanmix build --mixture demo --output out/demo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)

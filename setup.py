@@ -1,4 +1,4 @@
-"""Installs the flanmix package (`pipelines/`, `trainer/`) and the `flanmix` console command.
+"""Installs the flanmix package (`pipelines/`, `trainer/`, `flanmix_corpus/`) and the `flanmix` console command.
 
 Versions here are ranges that say what the code needs; `constraints.txt` pins the exact,
 known-good set that `make` installs (`pip install -c constraints.txt -e .[test]`).
@@ -57,6 +57,7 @@ EXTRAS = {
         "gcp-storage-emulator>=2026.1",
         "duckdb>=1.0",
         "polars>=1.0",
+        "ruff>=0.17,<0.18",  # `make test` lints first (ruff.toml)
     ],
     "trainer": ["jax>=0.10", "flax>=0.12", "optax>=0.2", "orbax-checkpoint>=0.12"],
 }
@@ -69,7 +70,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipelines", "pipelines.*", "trainer", "trainer.*"]),
+    packages=find_packages(include=["pipelines", "pipelines.*", "trainer", "trainer.*", "flanmix_corpus", "flanmix_corpus.*"]),
     package_data={"pipelines": ["assets/*.model"]},
     include_package_data=True,
     cmdclass={"build_py": BuildPyWithData},

@@ -13,7 +13,7 @@ Corpora
 
 For each corpus and encoder-decoder setting IN/TG (2048/512 and 512/128) both packers get the same
 sequences in the same order:
-- flanmix: `pipelines.packing.pack_examples` (buffer 10,000 examples, the build's default);
+- flanmix: `pipelines.formats.rows.pack_examples` (buffer 10,000 examples, the build's default);
 - seqio: `seqio.utils.trim_and_pack_dataset` on a tf.data dataset of the sequences with feature lengths
   {"inputs": IN, "targets": TG} (use_custom_ops=False: seqio's only portable path; it is what
   EncDecFeatureConverter(pack=True) runs).
@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipelines.packing import TokenizedExample, fit_to_length, pack_decoder_examples, pack_examples, unpack_row  # noqa: E402
+from pipelines.formats.fit import fit_to_length  # noqa: E402
+from pipelines.formats.rows import TokenizedExample, pack_decoder_examples, pack_examples, unpack_row  # noqa: E402
 
 SETTINGS = ((2048, 512), (512, 128))
 
@@ -55,21 +56,21 @@ def demo_sequences(inputs_length: int, targets_length: int, corpus_dir: str | No
     """(inputs ids, targets ids) of every demo example as the pipeline produced it, in Pack's order."""
     import pyarrow.parquet as pq
 
-    from pipelines.hashing import keyed_hash
-    from pipelines.manifest import read_manifest
+    from pipelines.planning.hashing import keyed_hash
+    from flanmix_corpus.reader import read_manifest
 
     if corpus_dir is None:
         from pipelines import resources
-        from pipelines.build import run_build
-        from pipelines.catalog import load_catalog
-        from pipelines.mixtures import load_mixture
-        from pipelines.plan import make_plan
-        from pipelines.templates import load_templates
+        from pipelines.runner.graph import run_build
+        from pipelines.definitions.catalog import load_catalog
+        from pipelines.definitions.mixtures import load_mixture
+        from pipelines.planning.plan import BuildOptions, make_plan
+        from pipelines.definitions.templates import load_templates
         from pipelines.vocab import Vocabulary
 
         vocab = Vocabulary.load(resources.default_vocab_path())
-        plan = make_plan(load_mixture("demo"), load_catalog(), load_templates(), vocab, num_shards=1,
-                         inputs_length=inputs_length, targets_length=targets_length)
+        plan = make_plan(load_mixture("demo"), load_catalog(), load_templates(), vocab,
+                         BuildOptions(num_shards=1, inputs_length=inputs_length, targets_length=targets_length))
         corpus_dir = str(work / f"demo_{inputs_length}")
         run_build(plan, vocab.model_proto, corpus_dir, [])
     manifest = read_manifest(corpus_dir)

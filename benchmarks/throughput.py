@@ -83,16 +83,16 @@ def run_floor(catalog_dir: str, out: str) -> dict:
     from apache_beam.io.tfrecordio import _TFRecordUtil
 
     from pipelines import resources
-    from pipelines.catalog import load_catalog
-    from pipelines.hashing import keyed_choice
+    from pipelines.definitions.catalog import load_catalog
+    from pipelines.planning.hashing import keyed_choice
     from pipelines.loaders import get_loader
-    from pipelines.templates import bind_templates, compile_template, load_templates, render
-    from pipelines.tf_example import serialize_example
+    from pipelines.definitions.templates import bind_templates, compile_template, load_templates, render
+    from flanmix_corpus.tf_example import serialize_example
     from pipelines.vocab import Vocabulary
 
     import gc
 
-    gc.freeze()  # as the build does (pipelines.startup_heap), so neither pays the collector for the imports
+    gc.freeze()  # as the build does (pipelines.runner.startup_heap), so neither pays the collector for the imports
     cpu0, _ = _usage()
     start = time.perf_counter()
     imports = start - t_import
@@ -126,12 +126,12 @@ def run_floor(catalog_dir: str, out: str) -> dict:
 def run_build(catalog_dir: str, mixture: str, out: str, beam_args: list[str]) -> dict:
     t_import = time.perf_counter()
     from pipelines import resources
-    from pipelines.build import run_build as beam_build
-    from pipelines.catalog import load_catalog
-    from pipelines.manifest import read_manifest
-    from pipelines.mixtures import load_mixture
-    from pipelines.plan import make_plan
-    from pipelines.templates import load_templates
+    from pipelines.runner.graph import run_build as beam_build
+    from pipelines.definitions.catalog import load_catalog
+    from flanmix_corpus.reader import read_manifest
+    from pipelines.definitions.mixtures import load_mixture
+    from pipelines.planning.plan import make_plan
+    from pipelines.definitions.templates import load_templates
     from pipelines.vocab import Vocabulary
 
     cpu0, _ = _usage()

@@ -34,7 +34,7 @@ DEFAULT_STEPS = {"tiny": 3, "small": 2}
 
 def unpacked_batches(packed_rows: list[dict], batch_size: int, lengths: dict) -> list[dict]:
     """Re-lay the examples of packed rows one per row (segment 1, positions from 0, padded)."""
-    from pipelines.packing import unpack_row
+    from pipelines.formats.rows import unpack_row
 
     rows = []
     for packed in packed_rows:
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import jax
 
-    from pipelines.manifest import read_manifest
+    from flanmix_corpus.reader import read_manifest
 
     manifest = read_manifest(args.corpus)
     devices = jax.devices()

@@ -1,8 +1,7 @@
 """Errors a user can act on. Every message names the file, entry, template, field or row at fault."""
 
 
-class FlanmixError(Exception):
-    """Base class: the CLI prints these without a traceback and exits non-zero."""
+from flanmix_corpus.errors import FlanmixError  # noqa: F401 - the base, shared with the trainer
 
 
 class CatalogError(FlanmixError):

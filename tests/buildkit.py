@@ -8,8 +8,8 @@ from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.mixtures import load_mixture
-from pipelines.plan import make_plan
+from pipelines.definitions.mixtures import load_mixture
+from pipelines.planning.plan import BuildOptions, make_plan
 
 SMALL_MIXTURE = """\
 schema_version: 1
@@ -34,7 +34,7 @@ def small_mixture(directory: Path) -> Path:
 
 
 def small_plan(directory: Path, catalog, families, vocab, **kwargs):
-    return make_plan(load_mixture(small_mixture(directory)), catalog, families, vocab, **{"num_shards": 2, **kwargs})
+    return make_plan(load_mixture(small_mixture(directory)), catalog, families, vocab, BuildOptions(**{"num_shards": 2, **kwargs}))
 
 
 def digest_tree(root: Path) -> dict[str, str]:

@@ -9,11 +9,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from pipelines import resources  # noqa: E402
-from pipelines.build import run_build  # noqa: E402
-from pipelines.catalog import load_catalog  # noqa: E402
-from pipelines.mixtures import load_mixture  # noqa: E402
-from pipelines.plan import make_plan  # noqa: E402
-from pipelines.templates import load_templates  # noqa: E402
+from pipelines.runner.graph import run_build  # noqa: E402
+from pipelines.definitions.catalog import load_catalog  # noqa: E402
+from pipelines.definitions.mixtures import load_mixture  # noqa: E402
+from pipelines.planning.plan import BuildOptions, make_plan  # noqa: E402
+from pipelines.definitions.templates import load_templates  # noqa: E402
 from pipelines.vocab import Vocabulary  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def vocab():
 
 
 def build_corpus(out: Path, catalog, families, vocab, mixture="demo", beam_args=None, **plan_kwargs):
-    plan = make_plan(load_mixture(mixture), catalog, families, vocab, **plan_kwargs)
+    plan = make_plan(load_mixture(mixture), catalog, families, vocab, BuildOptions(**plan_kwargs))
     run_build(plan, vocab.model_proto, str(out), beam_args or [])
     return plan
 

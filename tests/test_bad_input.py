@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.catalog import load_catalog
+from pipelines.definitions.catalog import load_catalog
 from pipelines.cli import main
 from pipelines.errors import CatalogError
-from pipelines.mixtures import load_mixture
-from pipelines.plan import make_plan
-from pipelines.templates import load_templates
+from pipelines.definitions.mixtures import load_mixture
+from pipelines.planning.plan import make_plan
+from pipelines.definitions.templates import load_templates
 
 from conftest import build_corpus, write
 
@@ -122,7 +122,7 @@ def test_overlong_drop_policy_dead_letters_instead_of_truncating(tmp_path, vocab
 
 
 def test_none_field_from_a_loader_is_a_dead_letter_not_a_crash():
-    from pipelines.fieldtypes import field_problem
+    from pipelines.definitions.fieldtypes import field_problem
 
     assert field_problem({"question": None, "answer": "a", "rationale": "r"}, {"question": "string", "answer": "string", "rationale": "string"}) == "field 'question' is None"
     assert field_problem({"question": 3}, {"question": "string"}) == "field 'question' should be string, got int"
@@ -136,7 +136,7 @@ def test_unknown_mixture_lists_known_ones(capsys):
 
 def test_template_cannot_escape_the_sandbox(tmp_path, vocab):
     from pipelines.errors import RenderError
-    from pipelines.templates import Template, compile_template, render
+    from pipelines.definitions.templates import Template, compile_template, render
 
     t = Template("evil", "toy", "zero_shot", False, False, "{{ question.__class__.__mro__ }}", "{{ answer }}")
     with pytest.raises(RenderError):

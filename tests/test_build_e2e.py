@@ -10,11 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from pipelines.features import tf_feature_description
-from pipelines.fieldtypes import field_problem
+from pipelines.formats.layouts import tf_feature_description
+from pipelines.definitions.fieldtypes import field_problem
 from pipelines.loaders import get_loader
-from pipelines.packing import fit_to_length, unpack_row
-from pipelines.templates import compile_template, render
+from pipelines.formats.fit import fit_to_length
+from pipelines.formats.rows import unpack_row
+from pipelines.definitions.templates import compile_template, render
 
 from conftest import build_corpus
 
@@ -148,7 +149,7 @@ def test_shards_that_receive_no_rows_still_exist_empty_with_the_schema(tmp_path,
     the job knows which they are (transforms.finish_corpus), readable, and listed in the manifest."""
     import pyarrow.parquet as pq
 
-    from pipelines import features
+    from pipelines.formats import layouts as features
 
     mixture = tmp_path / "tiny.yaml"
     mixture.write_text("schema_version: 1\nname: tiny\nsequence_length: {inputs: 256, targets: 64}\n"

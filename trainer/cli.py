@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from typing import Sequence
 
-from pipelines.errors import FlanmixError
+from flanmix_corpus.errors import FlanmixError
 from trainer.config import TrainConfig
 
 DESCRIPTION = ("Train a T5.1.1-style model on a flanmix corpus (Adafactor, constant learning rate). "

@@ -8,8 +8,9 @@ Layouts (manifest["layout"]) and the features each one needs, all int32 of fixed
 
     encdec   inputs, inputs_segment_ids, inputs_positions          (sequence_length["inputs"])
              targets, targets_segment_ids, targets_positions       (sequence_length["targets"])
-    decoder  targets, targets_segment_ids, targets_positions, loss_mask
-             (sequence_length["decoder"], or sequence_length["targets"] when there is no "decoder" key)
+    decoder  targets, targets_segment_ids, targets_positions, loss_mask   (sequence_length["targets"])
+
+(the table is `flanmix_corpus.layouts.LAYOUTS`, shared with the build and checked against schemas/).
 
 Held-out rows: row i of every shard (counted within its file) with i % holdout_every == 0 is used only
 for eval loss. A packed row holds whole examples, so no example is in both splits; the rule needs no
@@ -30,34 +31,12 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from flanmix_corpus.layouts import LAYOUTS, Layout
+from flanmix_corpus.reader import read_manifest
+from flanmix_corpus.tf_example import parse_example
 from trainer.errors import CorpusError, CorpusMismatchError
 
 FORMATS = ("parquet", "tfrecord")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A packed layout: its features and the manifest sequence_length key that sizes each one."""
-
-    name: str
-    features: tuple[tuple[str, str], ...]  # (feature, length name)
-    manifest_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # length name -> manifest keys, first present wins
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(f for f, _ in self.features)
-
-
-LAYOUTS: dict[str, Layout] = {
-    "encdec": Layout("encdec", (
-        ("inputs", "inputs"), ("inputs_segment_ids", "inputs"), ("inputs_positions", "inputs"),
-        ("targets", "targets"), ("targets_segment_ids", "targets"), ("targets_positions", "targets"),
-    )),
-    "decoder": Layout("decoder", (
-        ("targets", "targets"), ("targets_segment_ids", "targets"), ("targets_positions", "targets"),
-        ("loss_mask", "targets"),
-    ), manifest_keys=(("targets", ("decoder", "targets")),)),
-}
 
 
 @dataclass(frozen=True)
@@ -100,8 +79,6 @@ def open_corpus(
     expect_lengths: Mapping[str, int] | None = None,
 ) -> Corpus:
     """Read and check `root/manifest.json`. `expect_lengths` entries of 0 mean "take the manifest's"."""
-    from pipelines.manifest import read_manifest
-
     if data_format not in FORMATS:
         raise CorpusError(f"unknown data format {data_format!r}; use one of {', '.join(FORMATS)}")
     try:
@@ -117,14 +94,12 @@ def open_corpus(
         raise CorpusMismatchError(f"corpus {root} has layout {layout_name!r}; this trainer reads {', '.join(LAYOUTS)}")
     layout = LAYOUTS[layout_name]
     declared = dict(manifest.get("sequence_length") or {})
-    aliases = dict(layout.manifest_keys)
     lengths = {}
     for key in sorted({k for _, k in layout.features}):
-        found = [m for m in aliases.get(key, (key,)) if m in declared]
-        if not found:
+        if key not in declared:
             raise CorpusError(f"corpus {root}: manifest sequence_length {declared} has no {key!r} length, "
                               f"which layout {layout_name} needs")
-        lengths[key] = int(declared[found[0]])
+        lengths[key] = int(declared[key])
         want = (expect_lengths or {}).get(key, 0)
         if want and want != lengths[key]:
             raise CorpusMismatchError(
@@ -217,8 +192,6 @@ def _tensorflow():
 
 
 def _read_tfrecord(corpus: Corpus, path: str) -> dict[str, np.ndarray]:
-    from pipelines.tf_example import parse_example
-
     tf = _tensorflow()
     names = corpus.layout.feature_names
     desc = {n: tf.io.FixedLenFeature([corpus.feature_length(n)], tf.int64) for n in names}

@@ -1,5 +1,5 @@
 """Errors a user can act on; the CLI prints them without a traceback. Each names both sides of a mismatch."""
-from pipelines.errors import FlanmixError
+from flanmix_corpus.errors import FlanmixError
 
 
 class ConfigError(FlanmixError):

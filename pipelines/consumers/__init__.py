@@ -10,4 +10,4 @@ schemas/packed_<layout>.features.json (see README, "Layouts and consumers").
 """
 from __future__ import annotations
 
-from pipelines.consumers.corpus import CorpusInfo, open_corpus  # noqa: F401 (plain Python, no framework)
+from flanmix_corpus.reader import CorpusInfo, open_corpus  # noqa: F401 (plain Python, no framework)

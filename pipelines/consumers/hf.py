@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datasets
 
-from pipelines import features
-from pipelines.consumers.corpus import open_corpus
+from pipelines.formats import layouts as features
+from flanmix_corpus.reader import open_corpus
 
 TEXT_COLUMNS = ("id", "dataset", "collection", "template_id", "prompt_setting", "row_id", "inputs", "targets")
 

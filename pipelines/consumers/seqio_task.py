@@ -35,8 +35,8 @@ import seqio
 import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import features
-from pipelines.consumers.corpus import CorpusInfo, open_corpus
+from pipelines.formats import layouts as features
+from flanmix_corpus.reader import CorpusInfo, open_corpus
 from pipelines.errors import FlanmixError
 
 _FC = seqio.FeatureConverter

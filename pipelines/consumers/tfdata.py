@@ -8,15 +8,15 @@
 Each row is a dict of int32 tensors of fixed length (the features of the manifest's layout, declared
 in schemas/packed_<layout>.features.json) plus `provenance`, a string tensor with one
 "dataset|template_id|prompt_setting|row_id" per segment. To parse yourself:
-`pipelines.features.feature_description(layout, sequence_length)` is the `feature_description` for
+`pipelines.formats.layouts.feature_description(layout, sequence_length)` is the `feature_description` for
 `tf.io.parse_single_example` (int features are stored as int64 lists; cast them to int32).
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from pipelines import features
-from pipelines.consumers.corpus import CorpusInfo, open_corpus
+from pipelines.formats import layouts as features
+from flanmix_corpus.reader import CorpusInfo, open_corpus
 
 
 def parse_fn(info: CorpusInfo, with_provenance: bool = True):

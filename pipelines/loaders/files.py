@@ -74,7 +74,7 @@ def expand(pattern: str, what: str) -> list[tuple[str, int]]:
         return [(pattern, _probe_url(pattern, what))]
     try:
         results = FileSystems.match([pattern])[0].metadata_list
-    except Exception as exc:  # Beam raises BeamIOError for unreachable schemes/buckets
+    except Exception as exc:  # noqa: BLE001 - Beam raises BeamIOError for unreachable schemes/buckets
         raise LoaderError(f"{what}: could not list {pattern}: {exc}") from None
     paths = sorted((m.path, m.size_in_bytes) for m in results)
     if not paths:

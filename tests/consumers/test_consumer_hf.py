@@ -10,7 +10,7 @@ import datasets  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
-from pipelines import features  # noqa: E402
+from pipelines.formats import layouts as features  # noqa: E402
 from pipelines.consumers import hf  # noqa: E402
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import features
+from pipelines.formats import layouts as features
 
 ARROW = {"int32": pa.int32(), "string": pa.string()}
 POLARS = {"int32": pl.Int32, "string": pl.String}

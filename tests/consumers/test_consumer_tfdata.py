@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from pipelines import features
+from flanmix_corpus.layouts import length_key
+from pipelines.formats import layouts as features
 from pipelines.consumers.tfdata import read_tfrecord_dataset
 from pipelines.errors import FlanmixError
 
@@ -21,7 +22,7 @@ def test_read_tfrecord_dataset_equals_the_parquet_rows(corpus, request):
     names = features.int_features(manifest["layout"])
     assert set(ds.element_spec) == {*names, "provenance"}
     for name in names:
-        length = manifest["sequence_length"][features.length_key(name)]
+        length = manifest["sequence_length"][length_key(name)]
         assert ds.element_spec[name] == tf.TensorSpec([length], tf.int32)
     written = [r for p in sorted((out / "parquet").glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
     got = list(ds.as_numpy_iterator())

@@ -79,7 +79,7 @@ def test_slices_keep_the_row_index_and_version_is_optional(data_dir):
 
 def test_catalog_row_renders_through_template_vars(data_dir):
     """A template family variable bound from TFDS raw fields (ClassLabel index -> option text)."""
-    from pipelines.templates import Template, compile_template, render
+    from pipelines.definitions.templates import Template, compile_template, render
 
     _, rows = read({"name": "flanmix_tiny_mc:1.0.0", "data_dir": data_dir})
     t = Template(id="t", family="f", shots="zero_shot", options=True, cot=False, inputs="{{ question }}",

@@ -1,0 +1,118 @@
+"""Every counter of a build, declared once: its name, what it counts, and where it lands.
+
+Two kinds:
+
+- **Report counters** (`Counter`) are exact: a stage adds them to the Report on its STATS output,
+  `stages.finish.MergeReports` sums them, and `publish.manifest` reads them into manifest.json at
+  the place `manifest` names. A key is the counter's name plus its `per` parts, e.g.
+  `SAMPLED_OUT.key("cot_gsm8k") == ("sampled_out", "cot_gsm8k")`.
+- **Progress metrics** (`Metric`) are Beam counters in namespace `flanmix`: what `runner.progress`
+  prints while a build runs and what Dataflow shows on the job page. They may count a retried bundle
+  twice, so the manifest never reads them. A per-dataset metric is named `NAME/DATASET`.
+"""
+from __future__ import annotations
+
+from collections import Counter as _Tally
+from dataclasses import dataclass
+
+from apache_beam.metrics import Metrics
+
+NAMESPACE = "flanmix"
+
+
+@dataclass(frozen=True)
+class Counter:
+    name: str
+    per: tuple[str, ...]  # what the key's further parts name, e.g. ("dataset",)
+    meaning: str
+    manifest: str  # where the merged count lands in manifest.json
+
+    def key(self, *parts: str) -> tuple:
+        if len(parts) != len(self.per):
+            raise ValueError(f"counter {self.name} is per {self.per}, got {parts}")
+        return (self.name, *parts)
+
+    def matches(self, key: tuple) -> bool:
+        return key[0] == self.name
+
+
+READ = Counter("read", ("dataset",), "source rows read (also unparseable ones)", "datasets.D.rows_read")
+SAMPLED_OUT = Counter("sampled_out", ("dataset",), "rows the mixture's rate kept no copy of",
+                      "datasets.D.downsampled, mixing.downsampled")
+UPSAMPLED_COPIES = Counter("upsampled_copies", ("dataset",), "copies of a row beyond the first",
+                           "datasets.D.upsampled, mixing.upsampled")
+EXEMPLAR_RENDER_FAILED = Counter("exemplar_render_failed", ("dataset",), "few-shot exemplars that did not render",
+                                 "mixing.few_shot.exemplars_not_renderable")
+FEWSHOT_K = Counter("fewshot_k", ("exemplars",), "few-shot prompts by the exemplars kept after fitting",
+                    "mixing.few_shot.exemplars_per_prompt")
+FEWSHOT_DROPPED = Counter("fewshot_exemplars_dropped", ("dataset",), "exemplars dropped whole for length",
+                          "mixing.few_shot.exemplars_dropped_for_length")
+FEWSHOT_FELL_BACK = Counter("fewshot_fell_back_to_zero_shot", ("dataset",),
+                            "few-shot prompts where no exemplar fitted beside the query",
+                            "mixing.few_shot.fell_back_to_zero_shot")
+TRUNCATED = Counter("truncated", ("dataset",), "examples cut to the lengths (--overlong truncate)", "datasets.D.truncated")
+ROWS = Counter("rows", (), "output rows (packed sequences, or jsonl lines)", "num_rows")
+INPUTS_NONPAD = Counter("inputs_nonpad", (), "non-pad inputs tokens in packed rows", "packing_efficiency.inputs")
+TARGETS_NONPAD = Counter("targets_nonpad", (), "non-pad targets tokens in packed rows", "packing_efficiency.targets")
+LOSS_TOKENS = Counter("loss_tokens", (), "decoder slots with loss (the targets)", "packing_efficiency.loss")
+INPUTS_TOKENS = Counter("inputs_tokens", ("dataset",), "inputs tokens written, with EOS", "datasets.D.inputs_tokens")
+TARGETS_TOKENS = Counter("targets_tokens", ("dataset",), "targets tokens written, with EOS", "datasets.D.targets_tokens")
+EXAMPLES = Counter("examples", ("dataset",), "examples written", "datasets.D.examples, num_examples")
+TEMPLATE = Counter("template", ("template_id",), "examples written per template", "templates_used")
+SETTING = Counter("setting", ("setting",), "examples written per prompt setting", "mixing.prompt_settings.S.examples")
+TASK_SETTING = Counter("task_setting", ("dataset", "setting"), "examples written per dataset and prompt setting",
+                       "datasets.D.prompt_settings")
+DEAD_LETTERS = Counter("dead_letter", ("dataset", "stage"), "rows or examples dead-lettered, by stage",
+                       "datasets.D.dead_letter, dead_letter.count")
+
+REPORT_COUNTERS = (READ, SAMPLED_OUT, UPSAMPLED_COPIES, EXEMPLAR_RENDER_FAILED, FEWSHOT_K, FEWSHOT_DROPPED,
+                   FEWSHOT_FELL_BACK, TRUNCATED, ROWS, INPUTS_NONPAD, TARGETS_NONPAD, LOSS_TOKENS, INPUTS_TOKENS,
+                   TARGETS_TOKENS, EXAMPLES, TEMPLATE, SETTING, TASK_SETTING, DEAD_LETTERS)
+
+
+def total(counts: dict, counter: Counter) -> int:
+    """The sum of a counter over all its keys."""
+    return sum(v for k, v in counts.items() if k[0] == counter.name)
+
+
+def by_part(counts: dict, counter: Counter) -> dict:
+    """{part: count} of a counter that is per one thing."""
+    return {k[1]: v for k, v in counts.items() if k[0] == counter.name}
+
+
+def count_example(counts: _Tally, provenance: str) -> str:
+    """Count one written example by its provenance `dataset|template_id|setting|row_id` (the same
+    counters for every output format); returns the dataset."""
+    dataset, template_id, setting, _ = provenance.split("|", 3)
+    counts[(EXAMPLES.name, dataset)] += 1
+    counts[(TEMPLATE.name, template_id)] += 1
+    counts[(SETTING.name, setting)] += 1
+    counts[(TASK_SETTING.name, dataset, setting)] += 1
+    return dataset
+
+
+# --- progress metrics (Beam counters) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    per_dataset: bool
+    meaning: str
+
+    def counter(self, dataset: str | None = None):
+        """The Beam counter (per-dataset metrics need `dataset`)."""
+        return Metrics.counter(NAMESPACE, f"{self.name}/{dataset}" if self.per_dataset else self.name)
+
+
+READ_ROWS = Metric("read", True, "source rows read")
+RENDERED = Metric("rendered", False, "examples rendered")
+RENDERED_BY_DATASET = Metric("rendered", True, "examples rendered, per dataset")
+PACKED_ROWS = Metric("packed_rows", False, "packed rows made")
+WRITTEN_ROWS = Metric("written_rows", False, "output rows written")
+WRITTEN = Metric("written", True, "examples written, per dataset")
+SPILLED_RUNS = Metric("spilled_runs", False, "sorted run files spilled before Pack (local runner)")
+VERIFIED_FILES = Metric("verified_files", False, "staged files verified before publishing")
+
+PROGRESS_METRICS = (READ_ROWS, RENDERED, RENDERED_BY_DATASET, PACKED_ROWS, WRITTEN_ROWS, WRITTEN, SPILLED_RUNS,
+                    VERIFIED_FILES)
+STAGE_ORDER = tuple(dict.fromkeys(m.name for m in PROGRESS_METRICS if m.per_dataset))  # progress columns

@@ -1,0 +1,38 @@
+"""Jinja filters for the catalog's `template_vars`: the per-dataset clean-ups FLAN's preprocessors apply
+to raw rows (cut a passage at a marker, drop tags, make a meaning representation readable), written as
+small pure functions so an entry states its preprocessing as data.
+
+Every filter takes and returns plain strings/lists, never touches files or globals, and is registered in
+the template sandbox by `pipelines.definitions.templates.make_environment`.
+
+    >>> regex_replace("a  b   c", r"\\s+", " ")
+    'a b c'
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+_MAX_PATTERN = 200
+
+
+def _compile(pattern: str) -> re.Pattern:
+    if len(pattern) > _MAX_PATTERN:
+        raise ValueError(f"regex pattern longer than {_MAX_PATTERN} characters")
+    return re.compile(pattern)
+
+
+def regex_replace(text: str, pattern: str, replacement: str = "") -> str:
+    """`text` with every match of `pattern` replaced (Python `re` syntax; `\\1` backreferences)."""
+    return _compile(pattern).sub(replacement, str(text))
+
+
+def regex_split(text: str, pattern: str) -> list[str]:
+    """`text` split at every match of `pattern`."""
+    return _compile(pattern).split(str(text))
+
+
+FILTERS: dict[str, Callable] = {
+    "regex_replace": regex_replace,
+    "regex_split": regex_split,
+}

@@ -1,0 +1,199 @@
+"""Packed rows: tokenized examples laid out as fixed-length rows of a layout, as column matrices.
+
+Which examples share a row is `formats.packer.pack_bins`; cutting an example to its budget first is
+`formats.fit`. Two layouts (schemas/packed_encdec.features.json, schemas/packed_decoder.features.json).
+
+encdec, lengths inputs=8 / targets=4, examples A=(in [71, 9, 1], tg [5, 1]) and
+B=(in [30, 22, 14, 1], tg [17, 1]):
+
+    inputs              71  9  1 30 22 14  1  0      targets              5  1 17  1
+    inputs_segment_ids   1  1  1  2  2  2  2  0      targets_segment_ids  1  1  2  2
+    inputs_positions     0  1  2  0  1  2  3  0      targets_positions    0  1  0  1
+
+decoder, length 12, the same examples (each example's inputs then its targets; loss on targets only):
+
+    targets              71  9  1  5  1 30 22 14  1 17  1  0
+    targets_segment_ids   1  1  1  1  1  2  2  2  2  2  2  0
+    targets_positions     0  1  2  3  4  0  1  2  3  4  5  0
+    loss_mask             0  0  0  1  1  0  0  0  0  1  1  0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from flanmix_corpus.layouts import LAYOUT_DECODER, LAYOUT_ENCDEC, LAYOUTS
+from pipelines.formats.packer import DEFAULT_BUFFER_SIZE, DEFAULT_MAX_OPEN_ROWS, pack_bins
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    inputs: np.ndarray  # int32, ends with EOS
+    targets: np.ndarray  # int32, ends with EOS
+    provenance: str  # "dataset|template_id|prompt_setting|key" (records.provenance)
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """Arrays of the packed layout plus one provenance string per segment."""
+
+    arrays: dict  # feature name -> np.ndarray[int32]
+    provenance: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """Many packed rows of one layout as columns: each feature a (rows, length) int32 matrix.
+
+    The build packs and writes a shard as one batch so the rows are laid out, encoded for TFRecord
+    and handed to Arrow with whole-array operations instead of per-row ones. `segment_tokens` holds
+    the (inputs, targets) token count of every segment in row order, the same order as the
+    flattened provenance."""
+
+    layout: str
+    arrays: dict  # feature name -> np.ndarray[int32] of shape (rows, length)
+    provenance: tuple[tuple[str, ...], ...]
+    segment_tokens: np.ndarray  # int64 (segments, 2)
+
+    def __len__(self) -> int:
+        return len(self.provenance)
+
+    def rows(self) -> Iterator[PackedRow]:
+        for r, provenance in enumerate(self.provenance):
+            yield PackedRow({name: a[r] for name, a in self.arrays.items()}, provenance)
+
+
+def _lay_out(groups: Sequence[Sequence[np.ndarray]], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens, segment ids and positions matrices for rows made of `groups` of token arrays, each
+    piece starting where the previous one ended, and the mask of the slots that hold a token.
+
+    A row's pieces fill it from the start, so the filled slots of all rows, read row by row, are
+    exactly the pieces concatenated: one masked assignment per matrix lays everything out."""
+    pieces = [piece for group in groups for piece in group]
+    sizes = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
+    counts = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+    ends = np.cumsum(sizes)
+    row_ends = ends[np.cumsum(counts) - 1] if len(pieces) else np.zeros(len(groups), np.int64)
+    used = np.diff(row_ends, prepend=0) if len(pieces) else row_ends  # tokens in each row
+    filled = np.arange(length) < used[:, None]
+    tokens = np.zeros((len(groups), length), np.int32)
+    segments = np.zeros_like(tokens)
+    positions = np.zeros_like(tokens)
+    if pieces:
+        first = np.cumsum(counts) - counts  # index of each row's first piece
+        segment = np.arange(len(pieces)) - np.repeat(first, counts) + 1
+        tokens[filled] = np.concatenate(pieces)
+        segments[filled] = np.repeat(segment.astype(np.int32), sizes)
+        positions[filled] = np.arange(int(ends[-1]), dtype=np.int32) - np.repeat((ends - sizes).astype(np.int32), sizes)
+    return tokens, segments, positions, filled
+
+
+def assemble_batch(groups: Sequence[Sequence[TokenizedExample]], layout: str, inputs_length: int,
+                   targets_length: int = 0, decoder_length: int = 0) -> PackedBatch:
+    """The rows holding `groups` of examples (one group per row, segments in group order)."""
+    provenance = tuple(tuple(ex.provenance for ex in group) for group in groups)
+    examples = [ex for group in groups for ex in group]
+    segment_tokens = np.array([(len(ex.inputs), len(ex.targets)) for ex in examples], np.int64).reshape(-1, 2)
+    if layout == LAYOUT_ENCDEC:
+        arrays = {}
+        for side, length in (("inputs", inputs_length), ("targets", targets_length)):
+            tokens, segments, positions, _ = _lay_out([[getattr(ex, side) for ex in g] for g in groups], length)
+            arrays.update({side: tokens, f"{side}_segment_ids": segments, f"{side}_positions": positions})
+    elif layout == LAYOUT_DECODER:
+        tokens, segments, positions, filled = _lay_out(
+            [[np.concatenate([ex.inputs, ex.targets]) for ex in g] for g in groups], decoder_length)
+        loss = np.zeros_like(tokens)
+        # a slot is a target when its position within its example is past the example's inputs
+        loss[filled] = positions[filled] >= np.repeat(segment_tokens[:, 0], segment_tokens.sum(axis=1))
+        arrays = {"targets": tokens, "targets_segment_ids": segments, "targets_positions": positions, "loss_mask": loss}
+    else:
+        raise ValueError(f"unknown layout {layout!r}; use one of {tuple(LAYOUTS)}")
+    return PackedBatch(layout, arrays, provenance, segment_tokens)
+
+
+ROWS_PER_BATCH = 1024
+
+
+def pack_batches(
+    examples: Iterable[TokenizedExample],
+    layout: str,
+    inputs_length: int,
+    targets_length: int,
+    decoder_length: int = 0,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    rows_per_batch: int = ROWS_PER_BATCH,
+) -> Iterator[PackedBatch]:
+    """Pack `examples` (each already within its budget, see `fit_example`) into rows of `layout`,
+    yielded as batches of up to `rows_per_batch` rows in emission order."""
+    if layout == LAYOUT_ENCDEC:
+        def size(ex: TokenizedExample) -> tuple[int, int]:
+            n_in, n_tg = len(ex.inputs), len(ex.targets)
+            if n_in > inputs_length or n_tg > targets_length:
+                raise ValueError(f"{ex.provenance}: example of {n_in}/{n_tg} tokens exceeds {inputs_length}/{targets_length}")
+            return n_in, n_tg
+        capacity: tuple[int, ...] = (inputs_length, targets_length)
+    elif layout == LAYOUT_DECODER:
+        def size(ex: TokenizedExample) -> tuple[int, int]:
+            n = len(ex.inputs) + len(ex.targets)
+            if n > decoder_length:
+                raise ValueError(f"{ex.provenance}: example of {len(ex.inputs)}+{len(ex.targets)} tokens exceeds {decoder_length}")
+            return (n,)
+        capacity = (decoder_length,)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; use one of {tuple(LAYOUTS)}")
+    groups: list[list[TokenizedExample]] = []
+    for group in pack_bins(examples, size, capacity, buffer_size, max_open_rows):
+        groups.append(group)
+        if len(groups) >= rows_per_batch:
+            yield assemble_batch(groups, layout, inputs_length, targets_length, decoder_length)
+            groups = []
+    if groups:
+        yield assemble_batch(groups, layout, inputs_length, targets_length, decoder_length)
+
+
+def pack_examples(
+    examples: Iterable[TokenizedExample],
+    inputs_length: int,
+    targets_length: int,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+) -> Iterator[PackedRow]:
+    """Yield encoder-decoder rows; every example must already fit its budget (see `fit_to_length`)."""
+    for batch in pack_batches(examples, LAYOUT_ENCDEC, inputs_length, targets_length, 0, max_open_rows, buffer_size):
+        yield from batch.rows()
+
+
+def pack_decoder_examples(
+    examples: Iterable[TokenizedExample],
+    length: int,
+    max_open_rows: int = DEFAULT_MAX_OPEN_ROWS,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+) -> Iterator[PackedRow]:
+    """Yield decoder-only rows of `length`: each example is its inputs then its targets (see `fit_decoder`)."""
+    for batch in pack_batches(examples, LAYOUT_DECODER, 0, 0, length, max_open_rows, buffer_size):
+        yield from batch.rows()
+
+
+# --- reading rows back ---------------------------------------------------------------------------
+
+def unpack_row(arrays: dict) -> list[tuple[list[int], list[int]]]:
+    """Inverse of packing for one row of either layout: the (inputs, targets) ids of each segment."""
+    out = []
+    if "loss_mask" in arrays:  # decoder layout
+        tokens = np.asarray(arrays["targets"])
+        seg = np.asarray(arrays["targets_segment_ids"])
+        loss = np.asarray(arrays["loss_mask"])
+        for s in range(1, int(seg.max(initial=0)) + 1):
+            here = seg == s
+            out.append((tokens[here & (loss == 0)].tolist(), tokens[here & (loss == 1)].tolist()))
+        return out
+    in_seg = np.asarray(arrays["inputs_segment_ids"])
+    tg_seg = np.asarray(arrays["targets_segment_ids"])
+    for seg in range(1, int(max(in_seg.max(initial=0), tg_seg.max(initial=0))) + 1):
+        inputs = np.asarray(arrays["inputs"])[in_seg == seg].tolist()
+        targets = np.asarray(arrays["targets"])[tg_seg == seg].tolist()
+        out.append((inputs, targets))
+    return out

@@ -1,0 +1,132 @@
+"""Beam options for a build: flanmix's defaults for the local runner and Dataflow, and the checks that
+a remote runner's workers can reach the build's inputs and output (see `runner.graph`)."""
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines import resources
+from pipelines.errors import FlanmixError
+from pipelines.planning.plan import BuildPlan
+
+LOCAL_RUNNER = "FnApiRunner"  # Beam's direct runner without the Prism download attempt
+LOCAL_RUNNERS = {None, "FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
+# Below this much source data one process beats N: starting Beam's worker processes and loading the
+# job into each cost 2-10 s on a 2-core machine (demo: 1.7 s -> 3.8 s; CoT, 33k examples: 2.8 s -> 5.3 s;
+# 117 MB of Flan-like sources, benchmarks/scale.py: 15.1 s -> 14.7 s, at twice the memory; 1.2 GB:
+# 144 s -> 100 s). Parity near 120 MB, where one process needs half the memory: 128 MiB.
+MULTIPROCESS_MIN_SOURCE_BYTES = 128 * 1024 * 1024
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    """The value of --name / --name=value in a Beam argument list (last one wins), else None."""
+    value = None
+    for i, a in enumerate(args):
+        if a == f"--{name}":
+            value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("--") else "true"
+        elif a.startswith(f"--{name}="):
+            value = a.split("=", 1)[1]
+    return value
+
+
+def _has(args: list[str], *names: str) -> bool:
+    return any(_flag(args, n) is not None for n in names)
+
+
+def runner_name(beam_args: list[str]) -> str | None:
+    runner = _flag(beam_args, "runner")
+    return runner.rsplit(".", 1)[-1] if runner else None
+
+
+def is_local(beam_args: list[str]) -> bool:
+    return runner_name(beam_args) in LOCAL_RUNNERS
+
+
+def default_local_args(plan: BuildPlan, cores: int | None = None) -> list[str]:
+    """`flanmix build`'s default parallelism: all cores (Beam worker processes) once the sources are
+    big enough to repay the processes' start-up, one in-process worker below that. The in-process
+    worker talks to the runner over gRPC (`multi_threading` with one worker): as fast as `in_memory`
+    here (the demo: 4.0-4.8 s either way), and unlike `in_memory` it answers progress requests while
+    a bundle runs, so `--progress` can show live counters."""
+    cores = cores or os.cpu_count() or 1
+    source_bytes = sum(s.size_bytes for s in plan.sources)
+    if cores > 1 and source_bytes >= MULTIPROCESS_MIN_SOURCE_BYTES:
+        return ["--direct_running_mode=multi_processing", f"--direct_num_workers={cores}"]
+    return ["--direct_running_mode=multi_threading", "--direct_num_workers=1"]
+
+
+def pipeline_options(beam_args: list[str], plan: BuildPlan | None = None, all_cores: bool = False) -> PipelineOptions:
+    """Beam options with flanmix's defaults filled in where the user gave none (see the module doc).
+
+    `all_cores`: for a local runner without --direct_running_mode / --direct_num_workers, use
+    `default_local_args(plan)` (what `flanmix build` does; library callers get Beam's default)."""
+    return PipelineOptions(resolved_args(beam_args, plan, all_cores))
+
+
+def resolved_args(beam_args: list[str], plan: BuildPlan | None = None, all_cores: bool = False) -> list[str]:
+    """The Beam arguments `pipeline_options` builds from: the user's plus flanmix's defaults."""
+    args = list(beam_args)
+    runner = runner_name(args)
+    if runner and "dask" in runner.lower():
+        raise FlanmixError(
+            "DaskRunner is not supported: in Beam 2.77 it silently loses data written through file sinks "
+            "(only the last partition's writes are finalised; see README, 'Running at scale'). Use the local "
+            "runner, DataflowRunner, or Flink/Spark through PortableRunner."
+        )
+    if runner is None:
+        args.append(f"--runner={LOCAL_RUNNER}")
+    if is_local(args):
+        if all_cores and plan is not None and not _has(args, "direct_running_mode", "direct_num_workers"):
+            args.extend(default_local_args(plan))
+    elif runner == "DataflowRunner":
+        if not _has(args, "setup_file", "sdk_container_image", "extra_package", "extra_packages", "requirements_file"):
+            setup_py = resources.setup_file()
+            if setup_py is None:
+                raise FlanmixError(
+                    "DataflowRunner: workers need the flanmix package; pass --setup_file PATH/TO/flanmix/setup.py "
+                    "(from a checkout), --extra_package flanmix-X.tar.gz, or --sdk_container_image with flanmix installed"
+                )
+            args.append(f"--setup_file={setup_py}")
+        if not _has(args, "save_main_session", "no_save_main_session"):
+            args.append("--no_save_main_session")  # every DoFn lives in the installed package
+    return args
+
+
+LOCATION_KEYS = ("path", "paths", "data_dir", "data_files", "_builder_dir")  # loader args naming files
+
+
+def _local_locations(args) -> list[str]:
+    """The file locations in a source's loader args that are local paths (not gs://, s3://, ...)."""
+    found = []
+    for key in LOCATION_KEYS:
+        value = args.get(key)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and item and "://" not in item:
+                found.append(item)
+    return found
+
+
+def remote_problems(plan: BuildPlan, output_dir: str, beam_args: list[str]) -> list[str]:
+    """Why a non-local runner's workers could not run this build (local paths they cannot see)."""
+    if is_local(beam_args):
+        return []
+    problems = []
+    if "://" not in output_dir:
+        problems.append(f"--output {output_dir} is a local path; {runner_name(beam_args)} workers write to a bucket (gs://, s3://)")
+    local = sorted({s.dataset for s in plan.sources if any(True for _ in _local_locations(s.args))})
+    if local:
+        problems.append(
+            f"{len(local)} dataset(s) read local files ({', '.join(local[:5])}{', ...' if len(local) > 5 else ''}); "
+            f"copy the data to a bucket and point the catalog entries' loader.args.path there"
+        )
+    return problems
+
+
+
+def set_filesystem_options(beam_args: list[str]) -> None:
+    """Give the launcher's FileSystems the job's storage options (S3 endpoint and keys, GCP project)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems.set_options(PipelineOptions(list(beam_args)))
+

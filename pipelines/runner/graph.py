@@ -1,0 +1,107 @@
+"""The Beam job: catalog entries -> templates -> tokens -> packed, sharded corpus + manifest.
+
+Reads top to bottom; each stage is a composite transform from its module in `pipelines.stages`. Shards and
+dead letters are written under a staging prefix of the output and published by `commit.Publish`
+(verify, move, manifest last), so a reader that finds manifest.json finds a complete corpus.
+
+Runners (`beam_options.pipeline_options`): without `--runner`, Beam's FnApiRunner (the DirectRunner's engine,
+without its attempt to download the Prism binary); `--direct_running_mode=multi_processing
+--direct_num_workers=N` runs N worker processes, and `flanmix build` picks all cores for jobs big
+enough to repay them (`beam_options.default_local_args`). DataflowRunner gets `--setup_file` pointing at the
+project's setup.py unless told otherwise; PortableRunner / FlinkRunner / SparkRunner take their
+usual flags. DaskRunner is refused: Beam 2.77's Dask runner silently loses data written through
+file sinks.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+from pipelines.errors import FlanmixError
+from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import ManifestSlice, OutputSlice, run_identity
+from pipelines.publish.commit import Publish
+from pipelines.publish.staging import check_destination, staging_dir
+from pipelines.records import DEAD_LETTER, STATS
+from pipelines.runner import startup_heap
+from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
+from pipelines.stages.finish import MergeReports, dead_letter_report, finish_corpus
+from pipelines.stages.pack import Pack
+from pipelines.stages.read import ReadSources
+from pipelines.stages.render import RenderTemplates
+from pipelines.stages.survey import SurveySources
+from pipelines.stages.tokenize import Tokenize
+from pipelines.stages.write import WriteCorpus
+from pipelines.stages.write_text import WriteText
+from pipelines.vocab import shipped_model
+
+
+def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, output_dir: str, num_threads: int = -1,
+              overwrite: bool = False, spill: bool | None = None):
+    """Wire the job. `spill` (default: on the local runner only) sends the tokenized examples through
+    sorted run files instead of the shuffle, see `stages.spill`.
+
+    With one local worker nothing runs in parallel, so the job leaves out what only spreads work
+    over workers (the reshuffles after listing the sources and before verifying the files): fewer
+    stages, and each stage costs the local runner a bundle set-up."""
+    if not plan.sources:
+        raise FlanmixError(f"mixture {plan.mixture}: its datasets list no source files; nothing to build")
+    model = shipped_model(plan.vocab_path, model_proto)
+    staging = staging_dir(output_dir, run_identity(plan))
+    runner = str(pipeline.options.view_as(StandardOptions).runner or LOCAL_RUNNER)
+    local = is_local(["--runner", runner])
+    parallel = not local or (pipeline.options.view_as(DirectOptions).direct_num_workers or 1) > 1
+    if spill is None:
+        spill = local
+    # Two listings of the sources, not one shared: the survey must finish before rendering starts, and
+    # sharing would tie reading to the survey's stage and force every row to be encoded between stages.
+    table = (
+        pipeline
+        | "ListSourcesToSurvey" >> beam.Create(list(plan.sources), reshuffle=parallel)
+        | "SurveySources" >> SurveySources(plan, model if plan.target_tokens else None)  # tokens per example
+    )
+    sources = pipeline | "ListSources" >> beam.Create(list(plan.sources), reshuffle=parallel)
+    read = sources | "ReadSources" >> ReadSources()
+    rendered = read.rows | "RenderTemplates" >> RenderTemplates(plan, table)
+    if plan.output_format == "jsonl":  # the rendered text, unpacked (stages.write_text)
+        shard_reports = rendered.rendered | "WriteText" >> WriteText(plan, staging)
+        stages = (rendered,)
+    else:
+        tokenized = rendered.rendered | "Tokenize" >> Tokenize(plan, model, num_threads)
+        packed = tokenized.tokenized | "Pack" >> Pack(plan, spill_dir=staging if spill else None)
+        shard_reports = packed | "WriteCorpus" >> WriteCorpus(plan, staging)
+        stages = (rendered, tokenized)
+    dead_letters = (
+        tuple(stage[DEAD_LETTER] for stage in stages)
+        | "CollectDeadLetters" >> beam.Flatten()
+        | "DeadLetterReports" >> beam.Map(dead_letter_report)
+    )
+    return (
+        (read[STATS], *(stage[STATS] for stage in stages), shard_reports, dead_letters)
+        | "CollectReports" >> beam.Flatten()
+        # Every source reports what it read, so there is always an input: no default to inject.
+        | "MergeReports" >> beam.CombineGlobally(MergeReports()).without_defaults()
+        | "FinishCorpus" >> beam.Map(finish_corpus, OutputSlice.of(plan), staging)
+        | "Publish" >> Publish(ManifestSlice.of(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
+    )
+
+
+
+def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: list[str] | None = None, num_threads: int = -1,
+              overwrite: bool = False, all_cores: bool = False, progress_every: float = 0.0):
+    """Run the job to completion and publish; returns the PipelineResult (the manifest is in `output_dir`).
+
+    Refuses an `output_dir` that already holds a corpus unless `overwrite`. `progress_every` > 0 prints
+    the job's counters that often (see `pipelines.runner.progress`)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines.runner import progress
+
+    options = pipeline_options(beam_args or [], plan, all_cores)
+    FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
+    check_destination(output_dir, overwrite)
+    with startup_heap.frozen_during_build():
+        pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
+        construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
+        return progress.run_and_report(pipeline, progress_every)
+

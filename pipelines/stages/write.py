@@ -1,0 +1,77 @@
+"""WriteCorpus: (shard, [PackedBatch]) -> one TFRecord and one Parquet file per shard, and its Report.
+
+Files go under the build's staging prefix; `publish` verifies and moves them.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+from collections import Counter
+
+import apache_beam as beam
+import numpy as np
+
+from pipelines.formats import writers
+from pipelines.formats.rows import PackedBatch
+from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import OutputSlice
+from pipelines import counters
+from pipelines.counters import count_example
+from pipelines.records import Report
+
+
+def shard_report(batches: list[PackedBatch], files, plan: BuildPlan) -> Report:
+    counts: Counter = Counter()
+    for batch in batches:
+        a = batch.arrays
+        counts[counters.ROWS.key()] += len(batch)
+        if "inputs_segment_ids" in a:
+            counts[counters.INPUTS_NONPAD.key()] += int(np.count_nonzero(a["inputs_segment_ids"]))
+        counts[counters.TARGETS_NONPAD.key()] += int(np.count_nonzero(a["targets_segment_ids"]))
+        if "loss_mask" in a:
+            counts[counters.LOSS_TOKENS.key()] += int(np.count_nonzero(a["loss_mask"]))
+        tokens = batch.segment_tokens.tolist()
+        for (n_in, n_tg), prov in zip(tokens, (p for row in batch.provenance for p in row)):
+            dataset = count_example(counts, prov)
+            counts[counters.INPUTS_TOKENS.key(dataset)] += n_in
+            counts[counters.TARGETS_TOKENS.key(dataset)] += n_tg
+    return Report(dict(counts), tuple(files))
+
+
+def write_packed_shard(shard: int, batches: list[PackedBatch], plan: BuildPlan, output_dir: str) -> Report:
+    """Write one shard's TFRecord and Parquet files (empty files for no batches); its Report."""
+    num_rows = sum(len(b) for b in batches)
+    prefix = f"{plan.mixture}-{plan.split}"
+    n = plan.num_shards
+    # Parquet encoding releases the GIL (Arrow's C++), so it overlaps the TFRecord serialization.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        parquet = pool.submit(writers.parquet_bytes, batches, plan.layout)
+        tfrecord = writers.tfrecord_bytes(batches)
+        files = [
+            writers.write_file(output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"), tfrecord, num_rows),
+            writers.write_file(output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"), parquet.result(), num_rows),
+        ]
+    return shard_report(batches, files, plan)
+
+
+class WriteShardFn(beam.DoFn):
+    def __init__(self, plan: OutputSlice | BuildPlan, output_dir: str):
+        self.plan, self.output_dir = plan, output_dir
+
+    def process(self, element):
+        shard, batches = element
+        report = write_packed_shard(shard, batches, self.plan, self.output_dir)
+        counters.WRITTEN_ROWS.counter().inc(report.counts.get(counters.ROWS.key(), 0))
+        for dataset, count in counters.by_part(report.counts, counters.EXAMPLES).items():
+            counters.WRITTEN.counter(dataset).inc(count)
+        yield report
+
+
+class WriteCorpus(beam.PTransform):
+    """(shard, [PackedBatch]) -> one Report per shard written."""
+
+    def __init__(self, plan: BuildPlan, output_dir: str):
+        super().__init__()
+        self.plan, self.output_dir = plan, output_dir
+
+    def expand(self, packed):
+        return packed | "WriteShard" >> beam.ParDo(WriteShardFn(OutputSlice.of(self.plan), self.output_dir))

@@ -1,0 +1,32 @@
+"""The build freezes the heap it starts with and hands it back when it ends."""
+from __future__ import annotations
+
+import gc
+
+from pipelines.runner import startup_heap
+
+
+def test_freeze_lasts_for_the_build_only_and_workers_do_not_refreeze_inside_it(monkeypatch):
+    gc.unfreeze()
+    monkeypatch.setattr(startup_heap, "_worker_frozen", False)
+    with startup_heap.frozen_during_build():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        startup_heap.freeze_once_in_worker()  # in-process worker: the launcher already froze
+        assert not startup_heap._worker_frozen
+        assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == 0  # a process that runs many builds keeps collecting their cycles
+
+
+def test_a_worker_process_freezes_once(monkeypatch):
+    gc.unfreeze()
+    monkeypatch.setattr(startup_heap, "_worker_frozen", False)
+    try:
+        startup_heap.freeze_once_in_worker()
+        first = gc.get_freeze_count()
+        assert first > 0 and startup_heap._worker_frozen
+        [object() for _ in range(10)]
+        startup_heap.freeze_once_in_worker()
+        assert gc.get_freeze_count() == first
+    finally:
+        gc.unfreeze()
