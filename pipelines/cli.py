@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Sequence
 
-from pipelines import resources
+from pipelines import render_budget, resources
 from pipelines.errors import FlanmixError
 
 
@@ -48,6 +48,7 @@ def cmd_build(args, beam_args: list[str]) -> int:
         inputs_length=args.inputs_length, targets_length=args.targets_length, overlong=args.overlong,
         target_examples=args.target_examples, strict=args.strict, target_tokens=args.target_tokens,
         layout=args.layout, decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
+        render_budget=render_budget.current(),
     )
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
@@ -321,6 +322,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="build the job for DataflowRunner offline (Beam --dry_run) and check container, pickling, options")
     b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
+    render_budget.add_flags(b)
 
     c = sub.add_parser("catalog", help="inspect the task catalog")
     csub = c.add_subparsers(dest="catalog_cmd", required=True)
@@ -338,11 +340,13 @@ def make_parser() -> argparse.ArgumentParser:
     tl.add_argument("--rows", type=int, default=3,
                     help="real rows per locally readable dataset to render besides its fixture rows (0: static checks only)")
     tl.add_argument("--no-source", action="store_true", help="render fixture rows only; read no source data")
+    render_budget.add_flags(tl)
     tp = tsub.add_parser("preview", help="render rows of a dataset (its fixture rows when the source is unavailable)")
     tp.add_argument("dataset")
     tp.add_argument("-n", type=int, default=3)
     tp.add_argument("--template", help="only this template id")
     tp.add_argument("--fixtures", action="store_true", help="use the entry's fixture rows; do not read the source")
+    render_budget.add_flags(tp)
     ti = tsub.add_parser("import-promptsource", help="convert a promptsource templates.yaml into a template family")
     ti.add_argument("path", help="a promptsource templates.yaml")
     ti.add_argument("--family", help="family name (default: ps_<dataset>_<subset>)")
@@ -378,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.cmd != "build":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        if hasattr(args, "render_max_operations"):
+            try:
+                render_budget.configure(render_budget.from_flags(args))
+            except ValueError as exc:
+                raise FlanmixError(str(exc).replace("render budget ", "--render_")) from None
         if args.cmd == "build":
             return cmd_build(args, rest)
         if args.cmd == "train":

@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import yaml
-
-from pipelines import resources
+from pipelines import resources, safe_yaml
 from pipelines.catalog import Catalog, DatasetEntry
 from pipelines.errors import CatalogError
 from pipelines.schema_check import validate
@@ -105,10 +103,7 @@ def load_mixture(name_or_path: str | Path, _stack: tuple[str, ...] = ()) -> Mixt
         raise CatalogError(f"mixture {name_or_path!r} not found (looked for {path}); known mixtures: {known}")
     if str(path.resolve()) in _stack:
         raise CatalogError(f"{path}: mixture includes itself (via {' -> '.join(_stack)})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    raw = safe_yaml.load_yaml(path.read_bytes(), str(path), CatalogError)
     validate(raw, "mixture.schema.json", path)
     members = tuple(
         MixtureMember(m.get("dataset"), m.get("collection"), m.get("mixture"), m.get("rate"), m.get("cap"))

@@ -19,6 +19,7 @@ from pipelines.lint import lint_static
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.mixtures import FewShotConfig, Mixture, resolve_datasets
 from pipelines.packing import DEFAULT_BUFFER_SIZE, LAYOUTS
+from pipelines.render_budget import RenderBudget
 from pipelines.templates import Template, TemplateFamily, bind_templates
 from pipelines.vocab import Vocabulary
 
@@ -64,6 +65,7 @@ class BuildPlan:
     decoder_length: int = 0  # layout "decoder": the row length (make_plan: inputs_length + targets_length)
     output_format: str = "packed"  # "packed": TFRecord + Parquet rows; "jsonl": rendered text, unpacked
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
+    render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
 
 
 def membership_only(entry: DatasetEntry) -> DatasetEntry:
@@ -107,6 +109,7 @@ def make_plan(
     decoder_length: int | None = None,
     output_format: str = "packed",
     pack_buffer: int | None = None,
+    render_budget: RenderBudget | None = None,
 ) -> BuildPlan:
     _check_output_options(layout, output_format, decoder_length, pack_buffer)
     entries = all_entries = resolve_datasets(mixture, catalog)
@@ -165,6 +168,7 @@ def make_plan(
         if layout == "decoder" else 0,
         output_format=output_format,
         pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
+        render_budget=render_budget or RenderBudget(),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Mapping
 
 import apache_beam as beam
 
+from pipelines import render_budget
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import keyed_hash
@@ -116,6 +117,7 @@ def tokens_per_example(task: str, pool, templates, settings, plan: BuildPlan, vo
 def sampling_table(survey: Survey, plan: BuildPlan, model_proto: bytes | None = None) -> SamplingTable:
     """Weights from the mixture and the measured sizes, then per-task sampling rates and settings.
     A token target becomes an example target: tokens / sum(weight x tokens per example)."""
+    render_budget.configure(plan.render_budget)  # exemplar renders below, on a worker
     weights = resolve_weights(plan.mixture_spec, plan.catalog, survey.counts, set(plan.datasets))
     pools = {task: tuple((r, f) for _, r, f in pool) for task, pool in survey.pools.items()}
     settings = {

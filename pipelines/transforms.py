@@ -19,7 +19,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import sampling, spill, startup_heap, writers
+from pipelines import render_budget, sampling, spill, startup_heap, writers
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import placement
@@ -84,6 +84,7 @@ class RenderBatchFn(beam.DoFn):
 
     def setup(self):
         startup_heap.freeze_once_in_worker()
+        render_budget.configure(self.plan.render_budget)
         self.compiled = {
             name: {t.id: compile_template(t) for t in ds.templates} for name, ds in self.plan.datasets.items()
         }
