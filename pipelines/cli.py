@@ -48,7 +48,7 @@ def cmd_build(args, beam_args: list[str]) -> int:
         inputs_length=args.inputs_length, targets_length=args.targets_length, overlong=args.overlong,
         target_examples=args.target_examples, strict=args.strict, target_tokens=args.target_tokens,
         layout=args.layout, decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
-        render_budget=render_budget.current(),
+        render_budget=render_budget.current(), max_dead_letter_fraction=args.max_dead_letter_fraction,
     )
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
@@ -73,8 +73,16 @@ def cmd_build(args, beam_args: list[str]) -> int:
     for problem in problems:  # other engines' workers may share a filesystem with the launcher
         print(f"flanmix build: WARNING: {problem}")
     start = time.perf_counter()
-    run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
-              progress_every=args.progress)
+    try:
+        run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
+                  progress_every=args.progress)
+    except Exception as exc:  # a FlanmixError raised inside the job arrives wrapped by the runner
+        from pipelines.job_errors import flanmix_error_in
+
+        message = flanmix_error_in(exc)
+        if message is None:
+            raise
+        raise FlanmixError(message) from None
     wall = time.perf_counter() - start
     if build._has(beam_args, "template_location"):
         print(f"flanmix build: Dataflow template written to {build._flag(beam_args, 'template_location')}")
@@ -323,6 +331,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
     render_budget.add_flags(b)
+    b.add_argument("--max_dead_letter_fraction", type=float, metavar="F",
+                   help="fail (exit non-zero, publish nothing) when a dataset's or the build's dead letters exceed "
+                        "this share of its rows tried (default: fail only when a dataset loses every row)")
 
     c = sub.add_parser("catalog", help="inspect the task catalog")
     csub = c.add_subparsers(dest="catalog_cmd", required=True)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
+from pipelines import dead_letter_policy
 from pipelines.catalog import Catalog, DatasetEntry
 from pipelines.errors import CatalogError, FlanmixError, LoaderError, TemplateError
 from pipelines.lint import lint_static
@@ -66,6 +67,7 @@ class BuildPlan:
     output_format: str = "packed"  # "packed": TFRecord + Parquet rows; "jsonl": rendered text, unpacked
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
     render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
+    max_dead_letter_fraction: float | None = None  # dead_letter_policy.py; None: fail when a dataset loses all
 
 
 def membership_only(entry: DatasetEntry) -> DatasetEntry:
@@ -110,6 +112,7 @@ def make_plan(
     output_format: str = "packed",
     pack_buffer: int | None = None,
     render_budget: RenderBudget | None = None,
+    max_dead_letter_fraction: float | None = None,
 ) -> BuildPlan:
     _check_output_options(layout, output_format, decoder_length, pack_buffer)
     entries = all_entries = resolve_datasets(mixture, catalog)
@@ -169,6 +172,7 @@ def make_plan(
         output_format=output_format,
         pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
         render_budget=render_budget or RenderBudget(),
+        max_dead_letter_fraction=dead_letter_policy.validate(max_dead_letter_fraction),
     )
 
 

@@ -16,7 +16,7 @@ from pipelines import render_budget
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import keyed_hash
-from pipelines.loaders import SourceShard, get_loader
+from pipelines.loaders import SourceShard, get_loader, records
 from pipelines.mixtures import default_target, resolve_weights, sampling_rate
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable, TaskSampling, Variant, choose_variant, fit_few_shot, supported_settings
@@ -40,7 +40,7 @@ def survey_shard(shard: SourceShard, plan: BuildPlan):
         return
     heap: list = []
     count = 0
-    for row in loader.read(shard):
+    for row in records.unique_row_ids(loader.read(shard)):  # as the build reads it
         if row.error is not None or field_problem(row.fields, declared) is not None:
             continue
         count += 1

@@ -19,11 +19,11 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import render_budget, sampling, spill, startup_heap, writers
+from pipelines import dead_letter_policy, render_budget, sampling, spill, startup_heap, writers
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import placement
-from pipelines.loaders import SourceShard, get_loader
+from pipelines.loaders import SourceShard, get_loader, records
 from pipelines.packing import LAYOUT_DECODER, PackedBatch, TokenizedExample, fit_example, pack_batches
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable
@@ -51,7 +51,7 @@ def read_shard_batches(shard: SourceShard, batch_size: int = BATCH_SIZE) -> Iter
     loader = get_loader(shard.loader_type)
     batch, total = [], 0
     counter = Metrics.counter(NAMESPACE, f"read/{shard.dataset}")
-    for row in loader.read(shard):
+    for row in records.unique_row_ids(loader.read(shard)):  # a repeated id is a dead letter
         batch.append(row)
         if len(batch) >= batch_size:
             total += len(batch)
@@ -369,4 +369,5 @@ def finish_corpus(report: Report, plan: BuildPlan, output_dir: str) -> Report:
             extra = write_packed_shard(shard, [], plan, output_dir)
             counts.update(extra.counts)
             files.extend(extra.files)
+    dead_letter_policy.check(counts, plan.max_dead_letter_fraction)  # raises before anything is published
     return Report(dict(counts), tuple(sorted(files, key=lambda f: f.path)))
