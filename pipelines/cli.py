@@ -40,6 +40,11 @@ def cmd_build(args, beam_args: list[str]) -> int:
     from pipelines.plan import make_plan
     from pipelines.vocab import Vocabulary
 
+    from pipelines import argcheck
+
+    argcheck.check_build_numbers(args)  # before anything is loaded or started
+    argcheck.unknown_flags(beam_args, BUILD_FLAGS)
+    argcheck.check_output(args.output)
     catalog, families = _load_catalog_and_templates(args)
     mixture = load_mixture(args.mixture)
     vocab = Vocabulary.load(args.vocab or resources.default_vocab_path())
@@ -385,10 +390,17 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BUILD_FLAGS: set[str] = set()  # flanmix's own flags of `build`, for suggestions next to Beam's
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None and hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `flanmix ... | head` ends quietly
     parser = make_parser()
+    BUILD_FLAGS.update(o for a in parser._actions for o in a.option_strings)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            BUILD_FLAGS.update(o for a in action.choices["build"]._actions for o in a.option_strings)
     args, rest = parser.parse_known_args(argv)
     if rest and args.cmd != "build":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

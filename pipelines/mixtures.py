@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from pipelines import resources, safe_yaml
+from pipelines import argcheck, resources, safe_yaml
 from pipelines.catalog import Catalog, DatasetEntry
 from pipelines.errors import CatalogError
 from pipelines.schema_check import validate
@@ -105,6 +105,7 @@ def load_mixture(name_or_path: str | Path, _stack: tuple[str, ...] = ()) -> Mixt
         raise CatalogError(f"{path}: mixture includes itself (via {' -> '.join(_stack)})")
     raw = safe_yaml.load_yaml(path.read_bytes(), str(path), CatalogError)
     validate(raw, "mixture.schema.json", path)
+    argcheck.check_rates(raw["members"], str(path))  # .nan, .inf, rates whose sum overflows
     members = tuple(
         MixtureMember(m.get("dataset"), m.get("collection"), m.get("mixture"), m.get("rate"), m.get("cap"))
         for m in raw["members"]
