@@ -159,16 +159,26 @@ def load_entry(path: Path) -> DatasetEntry:
     return parse_entry(raw, path, content)
 
 
-def load_catalog(directory: str | Path | None = None) -> Catalog:
-    """Load and validate every `*.yaml` under `directory` (default: task_catalog/datasets)."""
+def load_catalog(directory: str | Path | None = None, broken: list | None = None) -> Catalog:
+    """Load and validate every `*.yaml` under `directory` (default: task_catalog/datasets).
+    With a `broken` list, an entry that does not load is appended to it (`broken_entries`) and left
+    out instead of failing the whole catalog."""
     root = Path(directory) if directory else resources.catalog_dir() / "datasets"
     if not root.is_dir():
         raise CatalogError(f"catalog directory {root} does not exist")
     entries: dict[str, DatasetEntry] = {}
     for path in sorted(root.rglob("*.yaml")):
-        entry = load_entry(path)
-        if entry.name in entries:
-            raise CatalogError(f"{path}: dataset name {entry.name!r} already defined in {entries[entry.name].source_path}")
+        try:
+            entry = load_entry(path)
+            if entry.name in entries:
+                raise CatalogError(f"{path}: dataset name {entry.name!r} already defined in {entries[entry.name].source_path}")
+        except CatalogError as exc:
+            if broken is None:
+                raise
+            from pipelines.broken_entries import describe
+
+            broken.append(describe(path, exc))
+            continue
         entries[entry.name] = entry
     if not entries:
         raise CatalogError(f"catalog directory {root} holds no *.yaml entries")

@@ -23,11 +23,33 @@ from pipelines import render_budget, resources
 from pipelines.errors import FlanmixError
 
 
+def _load_catalog(args):
+    """The catalog `--catalog` names (`+DIR`: the shipped catalog plus DIR's entries). Entries that do
+    not load are left out with a warning and kept in `args.broken_entries` (see broken_entries)."""
+    from pipelines.catalog import Catalog, load_catalog
+
+    broken: list = []
+    spec = args.catalog
+    if spec and spec.startswith("+"):
+        catalog = load_catalog(None, broken)
+        extra = load_catalog(spec[1:], broken)
+        clash = sorted(set(catalog.entries) & set(extra.entries))
+        if clash:
+            raise FlanmixError(f"--catalog {spec}: {extra[clash[0]].source_path} reuses the shipped dataset name "
+                               f"{clash[0]!r} ({catalog[clash[0]].source_path}); pick another name")
+        catalog = Catalog({**catalog.entries, **extra.entries})
+    else:
+        catalog = load_catalog(spec, broken)
+    args.broken_entries = broken
+    for entry in broken:
+        print(f"flanmix: warning: catalog entry left out, it does not load: {entry}", file=sys.stderr)
+    return catalog
+
+
 def _load_catalog_and_templates(args):
-    from pipelines.catalog import load_catalog
     from pipelines.templates import load_templates
 
-    return load_catalog(args.catalog), load_templates(args.templates)
+    return _load_catalog(args), load_templates(args.templates)
 
 
 # --- build ---------------------------------------------------------------------------------------
@@ -45,8 +67,11 @@ def cmd_build(args, beam_args: list[str]) -> int:
     argcheck.check_build_numbers(args)  # before anything is loaded or started
     argcheck.unknown_flags(beam_args, BUILD_FLAGS)
     argcheck.check_output(args.output)
+    from pipelines.broken_entries import refuse_if_needed
+
     catalog, families = _load_catalog_and_templates(args)
     mixture = load_mixture(args.mixture)
+    refuse_if_needed(mixture, args.broken_entries)
     vocab = Vocabulary.load(args.vocab or resources.default_vocab_path())
     plan = make_plan(
         mixture, catalog, families, vocab, seed=args.seed, num_shards=args.num_shards,
@@ -132,9 +157,7 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
 # --- catalog -------------------------------------------------------------------------------------
 
 def cmd_catalog(args) -> int:
-    from pipelines.catalog import load_catalog
-
-    catalog = load_catalog(args.catalog)
+    catalog = _load_catalog(args)
     if args.catalog_cmd == "list":
         for e in catalog.filter(args.collection, args.category):
             print(f"{e.name:56} {','.join(e.collections):10} {e.loader_type:10} {'; '.join(e.task_categories)}")
@@ -159,7 +182,7 @@ def cmd_templates(args) -> int:
         return import_promptsource(args)
     catalog, families = _load_catalog_and_templates(args)
     if args.templates_cmd == "lint":
-        problems = lint_catalog(catalog, families, render_rows=args.rows, read_source=not args.no_source)
+        problems = [*args.broken_entries, *lint_catalog(catalog, families, render_rows=args.rows, read_source=not args.no_source)]
         for p in problems:
             print(f"ERROR {p}", file=sys.stderr)
         n_templates = sum(len(f.templates) for f in families.values())
@@ -251,7 +274,7 @@ def cmd_mixtures(args) -> int:
             print(f"{m.name:24} {m.description}")
         return 0
     mixture = load_mixture(args.name)
-    rows, target, skipped = plan_mixture(mixture, load_catalog(args.catalog), count=args.count)
+    rows, target, skipped = plan_mixture(mixture, _load_catalog(args), count=args.count)
     if args.json:
         print(json.dumps({"mixture": mixture.name, "target_examples": target,
                           "tasks": [dataclasses.asdict(r) for r in rows],
@@ -269,7 +292,10 @@ def cmd_vocab(args) -> int:
 
     from pipelines.mixtures import load_mixture, resolve_datasets
 
+    from pipelines.broken_entries import refuse_if_needed
+
     catalog, families = _load_catalog_and_templates(args)
+    refuse_if_needed(load_mixture(args.mixture), args.broken_entries)
     entries = resolve_datasets(load_mixture(args.mixture), catalog)
 
     def texts():
@@ -298,7 +324,9 @@ def cmd_vocab(args) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flanmix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", help="catalog directory (default: task_catalog/datasets)")
+    parser.add_argument("--catalog", metavar="DIR|+DIR",
+                        help="catalog directory replacing the shipped one; +DIR adds DIR's entries to the shipped "
+                             "catalog (default: task_catalog/datasets)")
     parser.add_argument("--templates", help="templates directory (default: templates/)")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
@@ -343,7 +371,7 @@ def make_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("catalog", help="inspect the task catalog")
     csub = c.add_subparsers(dest="catalog_cmd", required=True)
     cl = csub.add_parser("list")
-    cl.add_argument("--collection", help="flan2021, t0, niv2, cot, dialog or program_synthesis")
+    cl.add_argument("--collection", help="flan2021, t0, niv2, cot, dialog, program_synthesis or user (default: all)")
     cl.add_argument("--category", help="a task category, e.g. \"Question Answering\" (case-insensitive)")
     cs = csub.add_parser("show")
     cs.add_argument("name")

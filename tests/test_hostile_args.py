@@ -100,3 +100,62 @@ def test_rates_that_are_not_finite_are_refused_at_mixture_validation(tmp_path, r
     with pytest.raises(CatalogError) as info:
         load_mixture(path)
     assert str(info.value) in (f"{path}: {message}",) or message in str(info.value)
+
+
+def test_a_directory_where_a_source_file_should_be_is_refused_before_the_job(tmp_path, capsys):
+    argv, out = _build(tmp_path, "--strict")
+    data = tmp_path / "data" / "toy.tsv"
+    data.unlink()
+    data.mkdir()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{data} is a directory, not a file (loader.args.path names files" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_lint_reads_every_row_of_a_small_local_source(tmp_path, capsys):
+    rows = GOOD_ROWS * 5 + "Q?\t\tR.\n"  # row 11 renders empty targets; the default --rows 3 never reached it
+    cat_dir, tpl_dir, _ = toy_project(tmp_path, rows)
+    assert main(["--catalog", str(cat_dir), "--templates", str(tpl_dir), "templates", "lint"]) == 1
+    err = capsys.readouterr().err
+    assert "dataset toy_qa row train:11 (toy.tsv): template toy_plain: rendered empty targets" in err
+
+
+def test_lint_fails_on_a_local_source_that_does_not_exist(tmp_path, capsys):
+    cat_dir, tpl_dir, _ = toy_project(tmp_path, GOOD_ROWS)
+    (tmp_path / "data" / "toy.tsv").unlink()
+    assert main(["--catalog", str(cat_dir), "--templates", str(tpl_dir), "templates", "lint"]) == 1
+    assert (f"dataset toy_qa: its local source {tmp_path / 'data' / 'toy.tsv'} does not exist (a build would skip "
+            "this dataset)") in capsys.readouterr().err
+
+
+BROKEN = "schema_version: 1\nname: broken_one\ncollections: [cot]\nnot: [valid\n"
+
+
+def test_one_broken_entry_does_not_break_commands_that_do_not_need_it(tmp_path, capsys):
+    cat_dir, tpl_dir, mixture = toy_project(tmp_path, GOOD_ROWS)
+    write(cat_dir / "broken_one.yaml", BROKEN)
+    assert main(["--catalog", str(cat_dir), "catalog", "list"]) == 0
+    captured = capsys.readouterr()
+    assert "toy_qa" in captured.out
+    assert captured.err.startswith(f"flanmix: warning: catalog entry left out, it does not load: {cat_dir / 'broken_one.yaml'}: line 5")
+    # lint reports it
+    assert main(["--catalog", str(cat_dir), "--templates", str(tpl_dir), "templates", "lint"]) == 1
+    assert f"ERROR {cat_dir / 'broken_one.yaml'}: line 5" in capsys.readouterr().err
+    # a build that covers the broken entry's collection refuses; one naming only toy_qa goes on
+    cot = write(tmp_path / "cot_mix.yaml", "schema_version: 1\nname: cot_mix\nmembers: [{collection: cot}]\n")
+    out = tmp_path / "out"
+    assert main(["--catalog", str(cat_dir), "--templates", str(tpl_dir), "build", "--mixture", str(cot), "--output", str(out)]) == 2
+    assert "mixture cot_mix needs 1 catalog entry that do not load; fix it first:" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["--catalog", str(cat_dir), "--templates", str(tpl_dir), "build", "--mixture", str(mixture),
+                 "--output", str(out), "--dry-run"]) == 0
+
+
+def test_plus_catalog_adds_user_datasets_to_the_shipped_catalog(tmp_path, capsys):
+    cat_dir, tpl_dir, _ = toy_project(tmp_path, GOOD_ROWS)
+    entry = cat_dir / "toy_qa.yaml"
+    entry.write_text(entry.read_text().replace("collections: [cot]", "collections: [user]").replace("templates: [toy]", "templates: [cot_qa]"))
+    assert main(["--catalog", f"+{cat_dir}", "catalog", "list", "--collection", "user"]) == 0
+    assert capsys.readouterr().out.split()[0] == "toy_qa"
+    assert main(["--catalog", f"+{cat_dir}", "catalog", "show", "cot_gsm8k"]) == 0
