@@ -1,11 +1,13 @@
 """`flanmix` command line. Flags live only here; everything else takes explicit arguments.
 
+    flanmix [--catalog DIR|+DIR] [--templates DIR] VERB ...   (`flanmix VERB --help`: every flag with its default)
     flanmix build --mixture demo --output out/demo [--seed N] [--num_shards N] [--vocab PATH] [Beam options]
                   [--overwrite] [--versioned] [--dry-run] [--dataflow-check] [--progress SECONDS]
                   [--layout encdec|decoder] [--decoder_length N] [--format packed|jsonl] [--pack_buffer N]
     flanmix catalog list [--collection C] [--category "Question Answering"] | show NAME | stats [--json]
     flanmix templates lint [--rows N] [--no-source] | preview DATASET -n 3 [--fixtures]
     flanmix templates import-promptsource PATH [--family NAME] [--output DIR]
+    flanmix mixtures list | show NAME [--no-count] [--json] [--verbose]
     flanmix vocab train --output PREFIX
     flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/   (see trainer/)
 """
@@ -280,7 +282,7 @@ def cmd_mixtures(args) -> int:
                           "tasks": [dataclasses.asdict(r) for r in rows],
                           "skipped": [{"dataset": n, "reason": r} for n, r in skipped]}, indent=2))
     else:
-        print(format_plan(mixture, rows, target, skipped))
+        print(format_plan(mixture, rows, target, skipped, verbose=args.verbose))
     return 0
 
 
@@ -334,24 +336,26 @@ def make_parser() -> argparse.ArgumentParser:
                        allow_abbrev=False)  # an abbreviation must never swallow a Beam flag
     b.add_argument("--mixture", required=True, help="mixture name (task_catalog/mixtures/NAME.yaml) or a path")
     b.add_argument("--output", required=True, help="output directory (local, gs:// or s3://)")
-    b.add_argument("--seed", type=int, help="overrides the mixture's seed")
+    b.add_argument("--seed", type=int, help="sampling and template-choice seed, >= 0 (default: the mixture's `seed`, else 0)")
     b.add_argument("--num_shards", type=int, help="number of output shards (default: from source size)")
     b.add_argument("--vocab", help="SentencePiece model (local or gs://); default: the shipped demo model")
-    b.add_argument("--inputs_length", type=int)
-    b.add_argument("--targets_length", type=int)
-    b.add_argument("--overlong", choices=["truncate", "drop"], help="policy for examples longer than the lengths")
+    b.add_argument("--inputs_length", type=int,
+                   help="inputs tokens per row, >= 8 (default: the mixture's sequence_length.inputs, else 2048)")
+    b.add_argument("--targets_length", type=int,
+                   help="targets tokens per row, >= 4 (default: the mixture's sequence_length.targets, else 512)")
+    b.add_argument("--overlong", choices=["truncate", "drop"], help="policy for examples longer than the lengths (default: the mixture's `overlong`, else truncate)")
     b.add_argument("--layout", choices=["encdec", "decoder"], default="encdec",
                    help="encdec: inputs and targets rows (T5); decoder: inputs+targets in one row with a loss mask "
-                        "(schemas/packed_<layout>.features.json)")
+                        "(schemas/packed_<layout>.features.json; default encdec)")
     b.add_argument("--decoder_length", type=int,
                    help="--layout decoder: the row length (default inputs_length + targets_length, 2560)")
     b.add_argument("--format", choices=["packed", "jsonl"], default="packed",
                    help="packed: TFRecord + Parquet rows (default); jsonl: the rendered text with metadata, unpacked")
     b.add_argument("--pack_buffer", type=int,
                    help="examples the packer sorts and places at a time; bounds its memory (default 10000)")
-    b.add_argument("--target_examples", type=int, help="corpus size in examples (overrides the mixture's target)")
+    b.add_argument("--target_examples", type=int, help="corpus size in examples (default: the mixture's target, else one pass over the capped tasks)")
     b.add_argument("--target_tokens", type=int,
-                   help="corpus size in tokens, inputs + targets (overrides the mixture's target; estimated per task)")
+                   help="corpus size in tokens, inputs + targets, estimated per task (default: the mixture's target)")
     b.add_argument("--strict", action="store_true",
                    help="fail before starting if any source cannot be loaded (default: skip it and renormalise)")
     b.add_argument("--overwrite", action="store_true", help="replace a complete corpus already at --output")
@@ -372,9 +376,9 @@ def make_parser() -> argparse.ArgumentParser:
     csub = c.add_subparsers(dest="catalog_cmd", required=True)
     cl = csub.add_parser("list")
     cl.add_argument("--collection", help="flan2021, t0, niv2, cot, dialog, program_synthesis or user (default: all)")
-    cl.add_argument("--category", help="a task category, e.g. \"Question Answering\" (case-insensitive)")
+    cl.add_argument("--category", help="a task category, e.g. \"Question Answering\" (case-insensitive; default: all)")
     cs = csub.add_parser("show")
-    cs.add_argument("name")
+    cs.add_argument("name", help="a dataset name, as `catalog list` shows it")
     cst = csub.add_parser("stats", help="datasets, tasks and categories per collection and in total")
     cst.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -382,13 +386,14 @@ def make_parser() -> argparse.ArgumentParser:
     tsub = t.add_subparsers(dest="templates_cmd", required=True)
     tl = tsub.add_parser("lint", help="parse, check fields, render on real rows; non-zero exit on any problem")
     tl.add_argument("--rows", type=int, default=3,
-                    help="real rows per locally readable dataset to render besides its fixture rows (0: static checks only)")
+                    help="real rows per locally readable dataset to render with every template besides its fixture rows; small local "
+                         "sources are also read in full, one template per row (0: static checks only; default 3)")
     tl.add_argument("--no-source", action="store_true", help="render fixture rows only; read no source data")
     render_budget.add_flags(tl)
     tp = tsub.add_parser("preview", help="render rows of a dataset (its fixture rows when the source is unavailable)")
-    tp.add_argument("dataset")
-    tp.add_argument("-n", type=int, default=3)
-    tp.add_argument("--template", help="only this template id")
+    tp.add_argument("dataset", help="a dataset name, as `catalog list` shows it")
+    tp.add_argument("-n", type=int, default=3, help="rows to render (default 3)")
+    tp.add_argument("--template", help="only this template id (default: the dataset's templates in turn)")
     tp.add_argument("--fixtures", action="store_true", help="use the entry's fixture rows; do not read the source")
     render_budget.add_flags(tp)
     ti = tsub.add_parser("import-promptsource", help="convert a promptsource templates.yaml into a template family")
@@ -401,17 +406,19 @@ def make_parser() -> argparse.ArgumentParser:
     msub = m.add_subparsers(dest="mixtures_cmd", required=True)
     msub.add_parser("list")
     ms = msub.add_parser("show", help="every task with its effective weight and expected example count")
-    ms.add_argument("name")
+    ms.add_argument("name", help="mixture name (task_catalog/mixtures/NAME.yaml) or a path")
     ms.add_argument("--no-count", dest="count", action="store_false",
                     help="do not read sources to count rows (use catalog sizes, else assume the cap)")
-    ms.add_argument("--json", action="store_true")
+    ms.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ms.add_argument("--verbose", action="store_true",
+                    help="list every source not readable here with its reason (default: one summary line per reason)")
 
     v = sub.add_parser("vocab", help="the default SentencePiece vocabulary")
     vsub = v.add_subparsers(dest="vocab_cmd", required=True)
     vt = vsub.add_parser("train", help="train a T5-convention model from a mixture's rows and templates")
     vt.add_argument("--mixture", default="demo", help="whose datasets and templates to learn from (default: demo)")
     vt.add_argument("--output", required=True, help="model prefix; writes PREFIX.model")
-    vt.add_argument("--vocab_size", type=int, default=8000)
+    vt.add_argument("--vocab_size", type=int, default=8000, help="pieces in the model (default 8000)")
     from trainer.cli import add_train_parser  # flags only; JAX loads when `train` runs
 
     add_train_parser(sub)
