@@ -19,6 +19,7 @@ import os
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from pipelines import publish_lease
 from pipelines import publish, resources, startup_heap, text_export, transforms
 from pipelines.errors import FlanmixError
 from pipelines.plan import BuildPlan, for_workers
@@ -207,7 +208,7 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
     options = pipeline_options(beam_args or [], plan, all_cores)
     FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
     publish.check_destination(output_dir, overwrite)
-    with startup_heap.frozen_during_build():
+    with publish_lease.lease(output_dir), startup_heap.frozen_during_build():  # one build per output
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
         return progress.run_and_report(pipeline, progress_every)

@@ -34,6 +34,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import manifest as manifest_lib
+from pipelines import publish_lease
 from pipelines.errors import FlanmixError
 from pipelines.writers import WrittenFile
 
@@ -326,6 +327,7 @@ def commit(report, verified: int, plan, output_dir: str, staging: str, overwrite
     _move_all([s for s, _ in todo], [d for _, d in todo])
     new_paths = {f.path for f in files}
     _delete([_join(output_dir, p) for p in old_files if p not in new_paths])
+    publish_lease.remove_unlisted(output_dir, new_paths, _listing)  # e.g. shards of a killed build
     _move_all([staged_manifest], [final_manifest])
     _delete_staging(output_dir)
     return manifest
