@@ -22,14 +22,12 @@ with `configure` (the build passes `--render_max_operations`, `--render_seconds`
 `--render_max_chars` through the plan; tests use small ones).
 
     >>> env = BoundedSandbox()
-    >>> with bounded():
-    ...     env.from_string("{{ 'a' * 10**9 }}").render()
+    >>> bounded()(env.from_string("{{ 'a' * 10**9 }}").render)()
     Traceback (most recent call last):
     pipelines.render_budget.BudgetExceeded: output size budget: 'a' * 1000000000 would make 1000000000 characters (limit 1000000)
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import re
@@ -80,18 +78,26 @@ def current() -> RenderBudget:
     return _configured
 
 
-@contextlib.contextmanager
-def bounded(budget: RenderBudget | None = None) -> Iterator[None]:
-    """Run one render under `budget` (default: the configured one). Nested uses share the outer one."""
-    if getattr(_state, "budget", None) is not None:
-        yield
-        return
-    b = budget or _configured
-    _state.budget, _state.ops, _state.deadline = b, 0, time.monotonic() + b.seconds
-    try:
-        yield
-    finally:
-        _state.budget = None
+def bounded(budget: RenderBudget | None = None):
+    """Decorator: run each call of the function as one render under `budget` (default: the
+    configured one). Nested calls share the outer budget. (A plain wrapper, not a context manager:
+    it runs once per row, and a generator-based one cost microseconds.)"""
+
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if getattr(_state, "budget", None) is not None:
+                return func(*args, **kwargs)
+            b = budget or _configured
+            _state.budget, _state.ops, _state.deadline = b, 0, time.monotonic() + b.seconds
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _state.budget = None
+
+        return wrapper
+
+    return decorate
 
 
 def _budget() -> RenderBudget | None:
@@ -304,33 +310,22 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
 
 def render_template(template: jinja2.Template, context: dict) -> str:
-    """`template.render(context)`, chunk by chunk: each chunk of output is a counted step and the
-    output so far is held to the size limit (a loop emitting small pieces cannot grow past it)."""
-    limit, total, parts = _limit(), 0, []
+    """`template.render(context)`, chunk by chunk: the output so far is held to the size limit (a
+    loop emitting small pieces cannot grow past it) and chunks count as steps, 256 at a time."""
+    limit, total, pending, parts = _limit(), 0, 0, []
     ctx = template.new_context(context)
     try:
         for chunk in template.root_render_func(ctx):
-            step()
             total += len(chunk)
             if total > limit:
                 raise BudgetExceeded(f"output size budget: more than {limit} characters of output (render_max_chars)")
             parts.append(chunk)
+            pending += 1
+            if pending == 256:
+                step(pending)
+                pending = 0
+        if pending:
+            step(pending)
     except Exception:  # noqa: BLE001 - Jinja's own handling (rewrites the traceback, re-raises)
         template.environment.handle_exception()
     return "".join(parts)
-
-
-def add_flags(parser) -> None:
-    """The budget's command-line flags (build, templates lint, templates preview)."""
-    parser.add_argument("--render_max_operations", type=int, default=MAX_OPERATIONS, metavar="N",
-                        help=f"time budget of one row's render, in counted template steps (default {MAX_OPERATIONS}); "
-                             "a row over it is a dead letter")
-    parser.add_argument("--render_seconds", type=float, default=RENDER_SECONDS, metavar="S",
-                        help=f"wall-clock backstop for one row's render (default {RENDER_SECONDS:g})")
-    parser.add_argument("--render_max_chars", type=int, default=MAX_CHARS, metavar="N",
-                        help=f"largest string or sequence one render may make (default {MAX_CHARS})")
-
-
-def from_flags(args) -> RenderBudget:
-    """The budget the flags ask for; ValueError (a one-line message) if one is not positive."""
-    return RenderBudget(args.render_max_operations, args.render_seconds, args.render_max_chars)
