@@ -329,3 +329,19 @@ def render_template(template: jinja2.Template, context: dict) -> str:
     except Exception:  # noqa: BLE001 - Jinja's own handling (rewrites the traceback, re-raises)
         template.environment.handle_exception()
     return "".join(parts)
+
+
+def add_flags(parser) -> None:
+    """The budget's command-line flags (build, templates lint, templates preview)."""
+    parser.add_argument("--render_max_operations", type=int, default=MAX_OPERATIONS, metavar="N",
+                        help=f"time budget of one row's render, in counted template steps (default {MAX_OPERATIONS}); "
+                             "a row over it is a dead letter")
+    parser.add_argument("--render_seconds", type=float, default=RENDER_SECONDS, metavar="S",
+                        help=f"wall-clock backstop for one row's render (default {RENDER_SECONDS:g})")
+    parser.add_argument("--render_max_chars", type=int, default=MAX_CHARS, metavar="N",
+                        help=f"largest string or sequence one render may make (default {MAX_CHARS})")
+
+
+def from_flags(args) -> RenderBudget:
+    """The budget the flags ask for; ValueError (a one-line message) if one is not positive."""
+    return RenderBudget(args.render_max_operations, args.render_seconds, args.render_max_chars)
