@@ -34,7 +34,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import manifest as manifest_lib
-from pipelines import publish_lease
+from pipelines import publish_lease, remote_deadline
 from pipelines.errors import FlanmixError
 from pipelines.writers import WrittenFile
 
@@ -369,7 +369,15 @@ def _files_of(report):
 
 
 def verify_file_counted(written: WrittenFile, staging: str) -> int:
-    verify_file(staging, written)
+    if "://" in staging:  # a lost endpoint must not stall the build in retries (remote_deadline)
+        seconds = remote_deadline.verify_deadline(written.num_bytes)
+        try:
+            remote_deadline.call_with_deadline(lambda: verify_file(staging, written), seconds,
+                                               f"verifying {_join(staging, written.path)}")
+        except remote_deadline.RemoteTimeout as exc:
+            raise PublishError(f"{exc}; not publishing") from None
+    else:
+        verify_file(staging, written)
     beam.metrics.Metrics.counter("flanmix", "verified_files").inc()
     return 1
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from pipelines.cli import main
 from pipelines.publish_lease import LEASE_NAME
 
@@ -63,3 +65,35 @@ def test_expired_lease_does_not_block(tmp_path):
     (out / LEASE_NAME).write_text(json.dumps({"token": "x", "host": "elsewhere", "pid": 1, "started": 0, "expires": 1}))
     assert main(argv) == 0 and not (out / LEASE_NAME).exists()
     assert os.path.exists(out / "manifest.json")
+
+
+def test_verify_against_a_lost_s3_endpoint_fails_within_the_deadline(monkeypatch):
+    """An endpoint that accepts connections and never answers (what a lost S3 endpoint looks like to
+    boto3): verification fails in about the configured time, naming the file, instead of retrying
+    for minutes."""
+    import socket as socket_lib
+
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.publish import PublishError, verify_file_counted
+    from pipelines.writers import WrittenFile
+
+    server = socket_lib.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    monkeypatch.setenv("FLANMIX_REMOTE_TIMEOUT_S", "1.5")
+    FileSystems.set_options(PipelineOptions([
+        f"--s3_endpoint_url=http://127.0.0.1:{port}", "--s3_access_key_id=x", "--s3_secret_access_key=y",
+        "--s3_region_name=us-east-1"]))
+    try:
+        start = time.perf_counter()
+        with pytest.raises(PublishError) as info:
+            verify_file_counted(WrittenFile("parquet/x-00000-of-00001.parquet", 1, 10, "0" * 64), "s3://bucket/out/.staging-1")
+        assert time.perf_counter() - start < 5
+        assert str(info.value) == ("verifying s3://bucket/out/.staging-1/parquet/x-00000-of-00001.parquet: no answer within "
+                                   "1.5 s (remote storage unreachable? $FLANMIX_REMOTE_TIMEOUT_S sets the limit); not publishing")
+    finally:
+        FileSystems.set_options(PipelineOptions([]))
+        server.close()
