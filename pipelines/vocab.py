@@ -39,7 +39,13 @@ class Vocabulary:
     def __init__(self, model_proto: bytes, path: str = "<bytes>"):
         self.model_proto = model_proto
         self.path = path
-        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+            if self._sp.get_piece_size() == 0:  # an empty file parses as an empty model
+                raise RuntimeError("no pieces")
+        except RuntimeError:  # truncated, random bytes, another kind of file
+            raise FlanmixError(f"vocabulary {path}: not a SentencePiece model ({len(model_proto)} bytes that do not "
+                               f"parse as one; truncated, or another kind of file?)") from None
         if self._sp.pad_id() != PAD_ID or self._sp.eos_id() != EOS_ID:
             raise FlanmixError(
                 f"vocabulary {path}: pad/eos ids are {self._sp.pad_id()}/{self._sp.eos_id()}; "

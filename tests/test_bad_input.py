@@ -100,7 +100,7 @@ def test_rows_that_cannot_be_rendered_go_to_dead_letter_and_are_counted(tmp_path
     records = [json.loads(line) for line in (out / "dead_letter" / "dead_letter-00000-of-00001.jsonl").read_text().splitlines()]
     assert records == [
         {"dataset": "toy_qa", "row_id": "train:3", "stage": "read",
-         "reason": "expected 3 tab-separated columns ['question', 'answer', 'rationale'], found 1", "raw": "only one column"},
+         "reason": "toy.tsv line 3: expected 3 tab-separated columns ['question', 'answer', 'rationale'], found 1", "raw": "only one column"},
         {"dataset": "toy_qa", "row_id": "train:4", "stage": "render", "reason": "template toy_plain: rendered empty targets"},
     ]
     manifest = json.loads((out / "manifest.json").read_text())

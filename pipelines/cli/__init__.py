@@ -1,11 +1,13 @@
 """`flanmix` command line. Flags live only here; everything else takes explicit arguments.
 
+    flanmix [--catalog DIR|+DIR] [--templates DIR] VERB ...   (`flanmix VERB --help`: every flag with its default)
     flanmix build --mixture demo --output out/demo [--seed N] [--num_shards N] [--vocab PATH] [Beam options]
                   [--overwrite] [--versioned] [--dry-run] [--dataflow-check] [--progress SECONDS]
                   [--layout encdec|decoder] [--decoder_length N] [--format packed|jsonl] [--pack_buffer N]
     flanmix catalog list [--collection C] [--category "Question Answering"] | show NAME | stats [--json]
     flanmix templates lint [--rows N] [--no-source] | preview DATASET -n 3 [--fixtures]
     flanmix templates import-promptsource PATH [--family NAME] [--output DIR]
+    flanmix mixtures list | show NAME [--no-count] [--json] [--verbose]
     flanmix vocab train --output PREFIX
     flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/   (see trainer/)
 """
@@ -19,14 +21,37 @@ import time
 from typing import Sequence
 
 from pipelines import resources
+from pipelines.definitions import render_budget
 from pipelines.errors import FlanmixError
 
 
+def _load_catalog(args):
+    """The catalog `--catalog` names (`+DIR`: the shipped catalog plus DIR's entries). Entries that do
+    not load are left out with a warning and kept in `args.broken_entries` (see broken_entries)."""
+    from pipelines.definitions.catalog import Catalog, load_catalog
+
+    broken: list = []
+    spec = args.catalog
+    if spec and spec.startswith("+"):
+        catalog = load_catalog(None, broken)
+        extra = load_catalog(spec[1:], broken)
+        clash = sorted(set(catalog.entries) & set(extra.entries))
+        if clash:
+            raise FlanmixError(f"--catalog {spec}: {extra[clash[0]].source_path} reuses the shipped dataset name "
+                               f"{clash[0]!r} ({catalog[clash[0]].source_path}); pick another name")
+        catalog = Catalog({**catalog.entries, **extra.entries})
+    else:
+        catalog = load_catalog(spec, broken)
+    args.broken_entries = broken
+    for entry in broken:
+        print(f"flanmix: warning: catalog entry left out, it does not load: {entry}", file=sys.stderr)
+    return catalog
+
+
 def _load_catalog_and_templates(args):
-    from pipelines.definitions.catalog import load_catalog
     from pipelines.definitions.templates import load_templates
 
-    return load_catalog(args.catalog), load_templates(args.templates)
+    return _load_catalog(args), load_templates(args.templates)
 
 
 # --- build ---------------------------------------------------------------------------------------
@@ -41,14 +66,23 @@ def cmd_build(args, beam_args: list[str]) -> int:
     from pipelines.planning.plan import BuildOptions, make_plan
     from pipelines.vocab import Vocabulary
 
+    from pipelines.runner import argcheck
+
+    argcheck.check_build_numbers(args)  # before anything is loaded or started
+    argcheck.unknown_flags(beam_args, BUILD_FLAGS)
+    argcheck.check_output(args.output)
+    from pipelines.definitions.broken_entries import refuse_if_needed
+
     catalog, families = _load_catalog_and_templates(args)
     mixture = load_mixture(args.mixture)
+    refuse_if_needed(mixture, args.broken_entries)
     vocab = Vocabulary.load(args.vocab or resources.default_vocab_path())
     options = BuildOptions(
         seed=args.seed, num_shards=args.num_shards, inputs_length=args.inputs_length,
         targets_length=args.targets_length, overlong=args.overlong, target_examples=args.target_examples,
         target_tokens=args.target_tokens, strict=args.strict, layout=args.layout,
         decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
+        render_budget=render_budget.current(), max_dead_letter_fraction=args.max_dead_letter_fraction,
     )
     plan = make_plan(mixture, catalog, families, vocab, options)
     for name, reason in plan.skipped[:10]:
@@ -74,8 +108,16 @@ def cmd_build(args, beam_args: list[str]) -> int:
     for problem in problems:  # other engines' workers may share a filesystem with the launcher
         print(f"flanmix build: WARNING: {problem}")
     start = time.perf_counter()
-    run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
-              progress_every=args.progress)
+    try:
+        run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
+                  progress_every=args.progress)
+    except Exception as exc:  # a FlanmixError raised inside the job arrives wrapped by the runner
+        from pipelines.runner.job_errors import flanmix_error_in
+
+        message = flanmix_error_in(exc)
+        if message is None:
+            raise
+        raise FlanmixError(message) from None
     wall = time.perf_counter() - start
     if beam_options._has(beam_args, "template_location"):
         print(f"flanmix build: Dataflow template written to {beam_options._flag(beam_args, 'template_location')}")
@@ -120,9 +162,7 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
 # --- catalog -------------------------------------------------------------------------------------
 
 def cmd_catalog(args) -> int:
-    from pipelines.definitions.catalog import load_catalog
-
-    catalog = load_catalog(args.catalog)
+    catalog = _load_catalog(args)
     if args.catalog_cmd == "list":
         for e in catalog.filter(args.collection, args.category):
             print(f"{e.name:56} {','.join(e.collections):10} {e.loader_type:10} {'; '.join(e.task_categories)}")
@@ -147,7 +187,7 @@ def cmd_templates(args) -> int:
         return import_promptsource(args)
     catalog, families = _load_catalog_and_templates(args)
     if args.templates_cmd == "lint":
-        problems = lint_catalog(catalog, families, render_rows=args.rows, read_source=not args.no_source)
+        problems = [*args.broken_entries, *lint_catalog(catalog, families, render_rows=args.rows, read_source=not args.no_source)]
         for p in problems:
             print(f"ERROR {p}", file=sys.stderr)
         n_templates = sum(len(f.templates) for f in families.values())
@@ -178,7 +218,6 @@ def import_promptsource(args) -> int:
 def cmd_mixtures(args) -> int:
     import dataclasses
 
-    from pipelines.definitions.catalog import load_catalog
     from pipelines.planning.mixture_report import format_plan, plan_mixture
     from pipelines.definitions.mixtures import load_mixture, mixtures_dir
 
@@ -188,13 +227,13 @@ def cmd_mixtures(args) -> int:
             print(f"{m.name:24} {m.description}")
         return 0
     mixture = load_mixture(args.name)
-    rows, target, skipped = plan_mixture(mixture, load_catalog(args.catalog), count=args.count)
+    rows, target, skipped = plan_mixture(mixture, _load_catalog(args), count=args.count)
     if args.json:
         print(json.dumps({"mixture": mixture.name, "target_examples": target,
                           "tasks": [dataclasses.asdict(r) for r in rows],
                           "skipped": [{"dataset": n, "reason": r} for n, r in skipped]}, indent=2))
     else:
-        print(format_plan(mixture, rows, target, skipped))
+        print(format_plan(mixture, rows, target, skipped, verbose=args.verbose))
     return 0
 
 
@@ -205,7 +244,10 @@ def cmd_vocab(args) -> int:
     from pipelines.definitions.mixtures import load_mixture, resolve_datasets
     from pipelines.vocab import Vocabulary, train_vocabulary
 
+    from pipelines.definitions.broken_entries import refuse_if_needed
+
     catalog, families = _load_catalog_and_templates(args)
+    refuse_if_needed(load_mixture(args.mixture), args.broken_entries)
     entries = resolve_datasets(load_mixture(args.mixture), catalog)
 
     path = train_vocabulary(vocabulary_texts(entries, families), args.output, vocab_size=args.vocab_size)
@@ -218,7 +260,9 @@ def cmd_vocab(args) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flanmix", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", help="catalog directory (default: task_catalog/datasets)")
+    parser.add_argument("--catalog", metavar="DIR|+DIR",
+                        help="catalog directory replacing the shipped one; +DIR adds DIR's entries to the shipped "
+                             "catalog (default: task_catalog/datasets)")
     parser.add_argument("--templates", help="templates directory (default: templates/)")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
@@ -226,24 +270,26 @@ def make_parser() -> argparse.ArgumentParser:
                        allow_abbrev=False)  # an abbreviation must never swallow a Beam flag
     b.add_argument("--mixture", required=True, help="mixture name (task_catalog/mixtures/NAME.yaml) or a path")
     b.add_argument("--output", required=True, help="output directory (local, gs:// or s3://)")
-    b.add_argument("--seed", type=int, help="overrides the mixture's seed")
+    b.add_argument("--seed", type=int, help="sampling and template-choice seed, >= 0 (default: the mixture's `seed`, else 0)")
     b.add_argument("--num_shards", type=int, help="number of output shards (default: from source size)")
     b.add_argument("--vocab", help="SentencePiece model (local or gs://); default: the shipped demo model")
-    b.add_argument("--inputs_length", type=int)
-    b.add_argument("--targets_length", type=int)
-    b.add_argument("--overlong", choices=["truncate", "drop"], help="policy for examples longer than the lengths")
+    b.add_argument("--inputs_length", type=int,
+                   help="inputs tokens per row, >= 8 (default: the mixture's sequence_length.inputs, else 2048)")
+    b.add_argument("--targets_length", type=int,
+                   help="targets tokens per row, >= 4 (default: the mixture's sequence_length.targets, else 512)")
+    b.add_argument("--overlong", choices=["truncate", "drop"], help="policy for examples longer than the lengths (default: the mixture's `overlong`, else truncate)")
     b.add_argument("--layout", choices=["encdec", "decoder"], default="encdec",
                    help="encdec: inputs and targets rows (T5); decoder: inputs+targets in one row with a loss mask "
-                        "(schemas/packed_<layout>.features.json)")
+                        "(schemas/packed_<layout>.features.json; default encdec)")
     b.add_argument("--decoder_length", type=int,
                    help="--layout decoder: the row length (default inputs_length + targets_length, 2560)")
     b.add_argument("--format", choices=["packed", "jsonl"], default="packed",
                    help="packed: TFRecord + Parquet rows (default); jsonl: the rendered text with metadata, unpacked")
     b.add_argument("--pack_buffer", type=int,
                    help="examples the packer sorts and places at a time; bounds its memory (default 10000)")
-    b.add_argument("--target_examples", type=int, help="corpus size in examples (overrides the mixture's target)")
+    b.add_argument("--target_examples", type=int, help="corpus size in examples (default: the mixture's target, else one pass over the capped tasks)")
     b.add_argument("--target_tokens", type=int,
-                   help="corpus size in tokens, inputs + targets (overrides the mixture's target; estimated per task)")
+                   help="corpus size in tokens, inputs + targets, estimated per task (default: the mixture's target)")
     b.add_argument("--strict", action="store_true",
                    help="fail before starting if any source cannot be loaded (default: skip it and renormalise)")
     b.add_argument("--overwrite", action="store_true", help="replace a complete corpus already at --output")
@@ -255,14 +301,18 @@ def make_parser() -> argparse.ArgumentParser:
                    help="build the job for DataflowRunner offline (Beam --dry_run) and check container, pickling, options")
     b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
+    render_budget.add_flags(b)
+    b.add_argument("--max_dead_letter_fraction", type=float, metavar="F",
+                   help="fail (exit non-zero, publish nothing) when a dataset's or the build's dead letters exceed "
+                        "this share of its rows tried (default: fail only when a dataset loses every row)")
 
     c = sub.add_parser("catalog", help="inspect the task catalog")
     csub = c.add_subparsers(dest="catalog_cmd", required=True)
     cl = csub.add_parser("list")
-    cl.add_argument("--collection", help="flan2021, t0, niv2, cot, dialog or program_synthesis")
-    cl.add_argument("--category", help="a task category, e.g. \"Question Answering\" (case-insensitive)")
+    cl.add_argument("--collection", help="flan2021, t0, niv2, cot, dialog, program_synthesis or user (default: all)")
+    cl.add_argument("--category", help="a task category, e.g. \"Question Answering\" (case-insensitive; default: all)")
     cs = csub.add_parser("show")
-    cs.add_argument("name")
+    cs.add_argument("name", help="a dataset name, as `catalog list` shows it")
     cst = csub.add_parser("stats", help="datasets, tasks and categories per collection and in total")
     cst.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -270,13 +320,16 @@ def make_parser() -> argparse.ArgumentParser:
     tsub = t.add_subparsers(dest="templates_cmd", required=True)
     tl = tsub.add_parser("lint", help="parse, check fields, render on real rows; non-zero exit on any problem")
     tl.add_argument("--rows", type=int, default=3,
-                    help="real rows per locally readable dataset to render besides its fixture rows (0: static checks only)")
+                    help="real rows per locally readable dataset to render with every template besides its fixture rows; small local "
+                         "sources are also read in full, one template per row (0: static checks only; default 3)")
     tl.add_argument("--no-source", action="store_true", help="render fixture rows only; read no source data")
+    render_budget.add_flags(tl)
     tp = tsub.add_parser("preview", help="render rows of a dataset (its fixture rows when the source is unavailable)")
-    tp.add_argument("dataset")
-    tp.add_argument("-n", type=int, default=3)
-    tp.add_argument("--template", help="only this template id")
+    tp.add_argument("dataset", help="a dataset name, as `catalog list` shows it")
+    tp.add_argument("-n", type=int, default=3, help="rows to render (default 3)")
+    tp.add_argument("--template", help="only this template id (default: the dataset's templates in turn)")
     tp.add_argument("--fixtures", action="store_true", help="use the entry's fixture rows; do not read the source")
+    render_budget.add_flags(tp)
     ti = tsub.add_parser("import-promptsource", help="convert a promptsource templates.yaml into a template family")
     ti.add_argument("path", help="a promptsource templates.yaml")
     ti.add_argument("--family", help="family name (default: ps_<dataset>_<subset>)")
@@ -287,31 +340,45 @@ def make_parser() -> argparse.ArgumentParser:
     msub = m.add_subparsers(dest="mixtures_cmd", required=True)
     msub.add_parser("list")
     ms = msub.add_parser("show", help="every task with its effective weight and expected example count")
-    ms.add_argument("name")
+    ms.add_argument("name", help="mixture name (task_catalog/mixtures/NAME.yaml) or a path")
     ms.add_argument("--no-count", dest="count", action="store_false",
                     help="do not read sources to count rows (use catalog sizes, else assume the cap)")
-    ms.add_argument("--json", action="store_true")
+    ms.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ms.add_argument("--verbose", action="store_true",
+                    help="list every source not readable here with its reason (default: one summary line per reason)")
 
     v = sub.add_parser("vocab", help="the default SentencePiece vocabulary")
     vsub = v.add_subparsers(dest="vocab_cmd", required=True)
     vt = vsub.add_parser("train", help="train a T5-convention model from a mixture's rows and templates")
     vt.add_argument("--mixture", default="demo", help="whose datasets and templates to learn from (default: demo)")
     vt.add_argument("--output", required=True, help="model prefix; writes PREFIX.model")
-    vt.add_argument("--vocab_size", type=int, default=8000)
+    vt.add_argument("--vocab_size", type=int, default=8000, help="pieces in the model (default 8000)")
     from trainer.cli import add_train_parser  # flags only; JAX loads when `train` runs
 
     add_train_parser(sub)
     return parser
 
 
+BUILD_FLAGS: set[str] = set()  # flanmix's own flags of `build`, for suggestions next to Beam's
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None and hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `flanmix ... | head` ends quietly
     parser = make_parser()
+    BUILD_FLAGS.update(o for a in parser._actions for o in a.option_strings)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            BUILD_FLAGS.update(o for a in action.choices["build"]._actions for o in a.option_strings)
     args, rest = parser.parse_known_args(argv)
     if rest and args.cmd != "build":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        if hasattr(args, "render_max_operations"):
+            try:
+                render_budget.configure(render_budget.from_flags(args))
+            except ValueError as exc:
+                raise FlanmixError(str(exc).replace("render budget ", "--render_")) from None
         if args.cmd == "build":
             return cmd_build(args, rest)
         if args.cmd == "train":

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import yaml
-
 from pipelines import resources
+from pipelines.definitions import safe_yaml
 from pipelines.errors import CatalogError
 from pipelines.loaders.base import RawRow
 from pipelines.definitions.schema_check import validate
@@ -155,28 +154,32 @@ def parse_entry(raw: object, source: Path, content: bytes | None = None) -> Data
     )
 
 
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: same results, ~10x faster
-
-
 def load_entry(path: Path) -> DatasetEntry:
     content = path.read_bytes()
-    try:
-        raw = yaml.load(content.decode("utf-8"), Loader=_SafeLoader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    raw = safe_yaml.load_yaml(content, str(path), CatalogError)
     return parse_entry(raw, path, content)
 
 
-def load_catalog(directory: str | Path | None = None) -> Catalog:
-    """Load and validate every `*.yaml` under `directory` (default: task_catalog/datasets)."""
+def load_catalog(directory: str | Path | None = None, broken: list | None = None) -> Catalog:
+    """Load and validate every `*.yaml` under `directory` (default: task_catalog/datasets).
+    With a `broken` list, an entry that does not load is appended to it (`broken_entries`) and left
+    out instead of failing the whole catalog."""
     root = Path(directory) if directory else resources.catalog_dir() / "datasets"
     if not root.is_dir():
         raise CatalogError(f"catalog directory {root} does not exist")
     entries: dict[str, DatasetEntry] = {}
     for path in sorted(root.rglob("*.yaml")):
-        entry = load_entry(path)
-        if entry.name in entries:
-            raise CatalogError(f"{path}: dataset name {entry.name!r} already defined in {entries[entry.name].source_path}")
+        try:
+            entry = load_entry(path)
+            if entry.name in entries:
+                raise CatalogError(f"{path}: dataset name {entry.name!r} already defined in {entries[entry.name].source_path}")
+        except CatalogError as exc:
+            if broken is None:
+                raise
+            from pipelines.definitions.broken_entries import describe
+
+            broken.append(describe(path, exc))
+            continue
         entries[entry.name] = entry
     if not entries:
         raise CatalogError(f"catalog directory {root} holds no *.yaml entries")

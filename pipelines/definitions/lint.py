@@ -12,6 +12,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from pipelines.definitions import lint_sources
 from pipelines.definitions.catalog import Catalog, DatasetEntry, fixture_rows
 from pipelines.errors import FlanmixError, RenderError, TemplateError
 from pipelines.definitions.fieldtypes import field_problem
@@ -85,6 +86,9 @@ def lint_static(entries: Iterable[DatasetEntry], families: Mapping[str, Template
 def sample_rows(entry: DatasetEntry, split: str, rows: int, read_source: bool = True):
     """(fixture rows + up to `rows` real rows when the source is readable offline, problems)."""
     sample, problems = fixture_rows(entry), []
+    missing = lint_sources.missing_local_source(entry, split) if read_source else None
+    if missing:
+        problems.append(Problem(entry.source_path, missing))
     if read_source and rows > 0 and offline_ready(entry.loader_type, entry.loader_args, entry.splits[split]):
         loader = get_loader(entry.loader_type)
         try:
@@ -123,6 +127,9 @@ def lint_render(
                 render_with_choices(compiled, row.fields)
             except RenderError as exc:
                 problems.append(Problem(t.source_path, f"dataset {entry.name} row {row.row_id}: {exc}"))
+    if read_source and rows > 0:  # every row of a small local source, one template each
+        problems.extend(lint_sources.render_all_rows(
+            entry, templates, split, Problem, lambda t, fields: render_with_choices(compile_template(t), fields)))
     return problems
 
 

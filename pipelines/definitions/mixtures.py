@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import yaml
-
 from pipelines import resources
+from pipelines.definitions import safe_yaml
+from pipelines.runner import argcheck
 from pipelines.definitions.catalog import Catalog, DatasetEntry
 from pipelines.errors import CatalogError
 from pipelines.definitions.schema_check import validate
@@ -105,11 +105,9 @@ def load_mixture(name_or_path: str | Path, _stack: tuple[str, ...] = ()) -> Mixt
         raise CatalogError(f"mixture {name_or_path!r} not found (looked for {path}); known mixtures: {known}")
     if str(path.resolve()) in _stack:
         raise CatalogError(f"{path}: mixture includes itself (via {' -> '.join(_stack)})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    raw = safe_yaml.load_yaml(path.read_bytes(), str(path), CatalogError)
     validate(raw, "mixture.schema.json", path)
+    argcheck.check_rates(raw["members"], str(path))  # .nan, .inf, rates whose sum overflows
     members = tuple(
         MixtureMember(m.get("dataset"), m.get("collection"), m.get("mixture"), m.get("rate"), m.get("cap"))
         for m in raw["members"]

@@ -22,12 +22,13 @@ from typing import Any
 import jinja2
 import yaml
 
+from pipelines.definitions import safe_yaml
 from pipelines.errors import TemplateError
 from pipelines.definitions.schema_check import validate
 from pipelines.definitions.templates import make_environment
 
 
-class _PromptsourceLoader(yaml.SafeLoader):
+class _PromptsourceLoader(safe_yaml.Loader):
     """SafeLoader that reads promptsource's `!Template` / `!TemplateMetadata` objects as mappings."""
 
 
@@ -84,10 +85,7 @@ def inputs_targets(source: str) -> tuple[str, str] | None:
 
 def convert(text: str, source: str, family: str | None = None) -> tuple[dict[str, Any], list[str]]:
     """(family dict valid against template_family.schema.json, reasons for templates left out)."""
-    try:
-        raw = yaml.load(text, Loader=_PromptsourceLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{source}: not valid YAML: {exc}") from None
+    raw = safe_yaml.load_yaml(text, str(source), TemplateError, loader=_PromptsourceLoader)
     if not isinstance(raw, dict) or not isinstance(raw.get("templates"), dict):
         raise TemplateError(f"{source}: not a promptsource templates.yaml (no `templates:` mapping)")
     origin = "/".join(str(p) for p in (raw.get("dataset"), raw.get("subset")) if p)

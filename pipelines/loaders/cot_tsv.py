@@ -5,10 +5,11 @@ newlines (set `unescape_newlines: false` to keep them). Row ids are `<split>:<li
 """
 from __future__ import annotations
 
+import posixpath
 from typing import Any, Iterator, Mapping
 
 from pipelines.errors import LoaderError
-from pipelines.loaders import files
+from pipelines.loaders import files, records
 from pipelines.loaders.base import RawRow, SourceShard
 
 COLUMNS = ("question", "answer", "rationale")
@@ -41,21 +42,24 @@ class CotTsvLoader:
     def count_rows(self, shard: SourceShard) -> int:
         """Rows `read` yields without an error, counted without building them (the survey's fast path)."""
         tabs = len(tuple(shard.args.get("columns", COLUMNS))) - 1
-        text = files.read_bytes(shard.args["path"]).decode("utf-8")
-        return sum(1 for line in text.splitlines() if line.strip() and line.count("\t") == tabs)
+        return sum(1 for _, line, bad in records.lines(files.read_bytes(shard.args["path"]))
+                   if not bad and line.strip() and line.count("\t") == tabs)
 
     def read(self, shard: SourceShard) -> Iterator[RawRow]:
+        """One row per non-empty line (split on `\\n` only, each line decoded alone: `records`)."""
         unescape = shard.args.get("unescape_newlines", True)
         columns = tuple(shard.args.get("columns", COLUMNS))
-        text = files.read_bytes(shard.args["path"]).decode("utf-8")
+        name = posixpath.basename(shard.args["path"])
         prefix = f"{shard.split}:" if shard.index == 0 else f"{shard.split}:{shard.index}:"
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+        for line_no, line, undecodable in records.lines(files.read_bytes(shard.args["path"])):
             row_id = f"{prefix}{line_no}"
+            if undecodable or not line.strip():
+                yield RawRow(row_id, None, f"{name} line {line_no}: {undecodable or 'blank (whitespace only)'}", line)
+                continue
             parts = line.split("\t")
             if len(parts) != len(columns):
-                yield RawRow(row_id, None, f"expected {len(columns)} tab-separated columns {list(columns)}, found {len(parts)}", line)
+                yield RawRow(row_id, None, f"{name} line {line_no}: expected {len(columns)} tab-separated columns "
+                                           f"{list(columns)}, found {len(parts)}", line)
                 continue
             if unescape:
                 parts = [p.replace("\\n", "\n") for p in parts]

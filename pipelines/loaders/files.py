@@ -7,6 +7,7 @@ through urllib (one file per URL, no globbing).
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import urllib.error
 import urllib.parse
@@ -77,6 +78,10 @@ def expand(pattern: str, what: str) -> list[tuple[str, int]]:
     except Exception as exc:  # noqa: BLE001 - Beam raises BeamIOError for unreachable schemes/buckets
         raise LoaderError(f"{what}: could not list {pattern}: {exc}") from None
     paths = sorted((m.path, m.size_in_bytes) for m in results)
+    folders = [p for p, _ in paths if is_local(p) and os.path.isdir(p[len("file://"):] if p.startswith("file://") else p)]
+    if folders:  # Beam's local match lists a folder as a file of 4096 bytes; reading it fails on a worker
+        raise LoaderError(f"{what}: {folders[0]} is a directory, not a file (loader.args.path names files; "
+                          f"use a glob such as {folders[0].rstrip('/')}/*.jsonl)")
     if not paths:
         raise LoaderError(
             f"{what}: no file matches {pattern}. Download the data and point the catalog entry's "

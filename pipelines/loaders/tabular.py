@@ -22,7 +22,7 @@ import posixpath
 from typing import Any, Iterator, Mapping
 
 from pipelines.errors import LoaderError
-from pipelines.loaders import files
+from pipelines.loaders import files, records
 from pipelines.loaders.base import RawRow, SourceShard
 from pipelines.loaders.splits import parse_split
 
@@ -37,17 +37,18 @@ def _row_id(fields: Mapping[str, Any], id_field: str | None, fallback: str) -> t
 
 
 def read_jsonl_rows(split: str, name: str, data: bytes, id_field: str | None) -> Iterator[RawRow]:
-    for line_no, line in enumerate(data.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    """One row per non-empty line (split on `\\n` only, each line decoded alone: `records`)."""
+    for line_no, line, undecodable in records.lines(data):
         fallback = f"{name}:{line_no}"
-        try:
-            fields = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield RawRow(fallback, None, f"line {line_no} is not valid JSON: {exc.msg}", line)
+        if undecodable or not line.strip():
+            yield RawRow(fallback, None, f"{name} line {line_no}: {undecodable or 'blank (whitespace only)'}", line)
+            continue
+        fields, problem = records.parse_json(line)
+        if problem:
+            yield RawRow(fallback, None, f"{name} line {line_no}: {problem}", line)
             continue
         if not isinstance(fields, dict):
-            yield RawRow(fallback, None, f"line {line_no} is a JSON {type(fields).__name__}, not an object", line)
+            yield RawRow(fallback, None, f"{name} line {line_no}: a JSON {type(fields).__name__}, not an object", line)
             continue
         row_id, problem = _row_id(fields, id_field, fallback)
         yield RawRow(row_id, None if problem else fields, problem, line if problem else None)

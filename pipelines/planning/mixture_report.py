@@ -67,7 +67,9 @@ def plan_mixture(mixture: Mixture, catalog: Catalog, count: bool = True) -> tupl
     return rows, target, skipped
 
 
-def format_plan(mixture: Mixture, rows: list[PlannedTask], target: int, skipped: list) -> str:
+def format_plan(mixture: Mixture, rows: list[PlannedTask], target: int, skipped: list, verbose: bool = True) -> str:
+    """The plan as a table. Without `verbose`, more than 3 unreadable sources are one summary line
+    (flan2022 offline has 1,745 of them)."""
     lines = [
         f"mixture {mixture.name}: {len(rows)} tasks, target {target} examples"
         f" ({'given' if mixture.target_examples else 'sum of min(size, cap)'}"
@@ -85,6 +87,11 @@ def format_plan(mixture: Mixture, rows: list[PlannedTask], target: int, skipped:
     lines.append("collections: " + ", ".join(f"{c} {w:.3f}" for c, w in sorted(by_collection.items())))
     if any(r.count_source == "assumed" for r in rows):
         lines.append("* size unknown (not in the catalog, source not readable here): assumed to fill the cap")
-    for name, reason in skipped:
-        lines.append(f"not readable here: {name}: {reason}")
+    if skipped and not verbose and len(skipped) > 3:
+        name, reason = skipped[0]
+        lines.append(f"not readable here: {len(skipped)} datasets, their sizes assumed (e.g. {name}: {reason[:100]}"
+                     f"{'...' if len(reason) > 100 else ''}); --verbose lists each with its reason")
+    else:
+        for name, reason in skipped:
+            lines.append(f"not readable here: {name}: {reason}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from pipelines.stages import dead_letter_policy
 from pipelines.definitions.catalog import Catalog, DatasetEntry
 from pipelines.errors import CatalogError, FlanmixError, LoaderError, TemplateError
 from pipelines.definitions.lint import lint_static
@@ -20,6 +21,7 @@ from pipelines.definitions.mixtures import FewShotConfig, Mixture, resolve_datas
 from flanmix_corpus.layouts import LAYOUTS
 from pipelines.formats.packer import DEFAULT_BUFFER_SIZE
 from pipelines.definitions.templates import Template, TemplateFamily, bind_templates
+from pipelines.definitions.render_budget import RenderBudget
 from pipelines.vocab import Vocabulary
 
 # One output shard per 64 MiB of source: ~60k Flan-like examples, a ~100 MB TFRecord shard, and what
@@ -64,6 +66,8 @@ class BuildPlan:
     decoder_length: int = 0  # layout "decoder": the row length (make_plan: inputs_length + targets_length)
     output_format: str = "packed"  # "packed": TFRecord + Parquet rows; "jsonl": rendered text, unpacked
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
+    render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
+    max_dead_letter_fraction: float | None = None  # dead_letter_policy.py; None: fail when a dataset loses all
 
 
 def _option(help_text: str, **kwargs):
@@ -87,6 +91,10 @@ class BuildOptions:
     decoder_length: int | None = _option("decoder row length (default inputs_length + targets_length)", default=None)
     output_format: str = _option("packed (TFRecord + Parquet) | jsonl (rendered text)", default="packed")
     pack_buffer: int | None = _option("examples the packer sorts and places at a time", default=None)
+    render_budget: RenderBudget | None = _option("per-row render limits (definitions/render_budget.py)", default=None)
+    max_dead_letter_fraction: float | None = _option(
+        "fail when more than this share of a dataset's (or all) rows are dead letters; None: when a dataset loses all",
+        default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -161,6 +169,8 @@ def make_plan(
         if layout == "decoder" else 0,
         output_format=output_format,
         pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
+        render_budget=o.render_budget or RenderBudget(),
+        max_dead_letter_fraction=dead_letter_policy.validate(o.max_dead_letter_fraction),
     )
 
 

@@ -21,6 +21,7 @@ from typing import Mapping
 
 from pipelines.definitions.catalog import Catalog
 from pipelines.definitions.mixtures import FewShotConfig, Mixture
+from pipelines.definitions.render_budget import RenderBudget
 from pipelines.planning.plan import BuildPlan, DatasetPlan
 
 
@@ -69,6 +70,7 @@ class SurveySlice(Slice):
     decoder_length: int
     vocab_path: str
     vocab_sha256: str
+    render_budget: RenderBudget
 
     @classmethod
     def of(cls, plan: BuildPlan) -> SurveySlice:
@@ -81,6 +83,7 @@ class RenderSlice(Slice):
     seed: int
     few_shot: FewShotConfig
     datasets: Mapping[str, DatasetPlan]
+    render_budget: RenderBudget
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class OutputSlice(Slice):
     num_shards: int
     layout: str
     output_format: str
+    max_dead_letter_fraction: float | None  # FinishCorpus applies the dead-letter policy
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pipelines.definitions.mixtures import default_target, resolve_weights, sampling_rate
 from pipelines.definitions.templates import compile_template, render
+from pipelines.definitions import render_budget
 from pipelines.errors import RenderError
 from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.sampling import SamplingTable, TaskSampling, Variant, choose_variant, supported_settings
@@ -49,6 +50,7 @@ def sampling_table(survey, plan, model_proto: bytes | None = None) -> SamplingTa
     """`survey`: a `stages.survey.Survey`; `plan`: the survey's slice (or the whole plan).
     Weights from the mixture and the measured sizes, then per-task sampling rates and settings.
     A token target becomes an example target: tokens / sum(weight x tokens per example)."""
+    render_budget.configure(plan.render_budget)  # exemplar renders below, on a worker
     weights = resolve_weights(plan.mixture_spec, plan.catalog, survey.counts, set(plan.datasets))
     pools = {task: tuple((r, f) for _, r, f in pool) for task, pool in survey.pools.items()}
     settings = {

@@ -30,7 +30,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import counters
 from pipelines.formats.writers import WrittenFile
+from pipelines.publish import lease as publish_lease
 from pipelines.publish import manifest as manifest_lib
+from pipelines.publish import remote_deadline
 from pipelines.publish.staging import STAGING_PREFIX, PublishError, _exists, _join, manifest_path
 from pipelines.publish.verify import check_complete, verify_file
 
@@ -121,6 +123,7 @@ def commit(report, verified: int, plan, output_dir: str, staging: str, overwrite
     _move_all([s for s, _ in todo], [d for _, d in todo])
     new_paths = {f.path for f in files}
     _delete([_join(output_dir, p) for p in old_files if p not in new_paths])
+    publish_lease.remove_unlisted(output_dir, new_paths, _listing)  # e.g. shards of a killed build
     _move_all([staged_manifest], [final_manifest])
     _delete_staging(output_dir)
     return manifest
@@ -162,7 +165,15 @@ def _files_of(report):
 
 
 def verify_file_counted(written: WrittenFile, staging: str) -> int:
-    verify_file(staging, written)
+    if "://" in staging:  # a lost endpoint must not stall the build in retries (remote_deadline)
+        seconds = remote_deadline.verify_deadline(written.num_bytes)
+        try:
+            remote_deadline.call_with_deadline(lambda: verify_file(staging, written), seconds,
+                                               f"verifying {_join(staging, written.path)}")
+        except remote_deadline.RemoteTimeout as exc:
+            raise PublishError(f"{exc}; not publishing") from None
+    else:
+        verify_file(staging, written)
     counters.VERIFIED_FILES.counter().inc()
     return 1
 

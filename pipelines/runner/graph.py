@@ -23,6 +23,7 @@ from pipelines.planning.slices import ManifestSlice, OutputSlice, run_identity
 from pipelines.publish.commit import Publish
 from pipelines.publish.staging import check_destination, staging_dir
 from pipelines.records import DEAD_LETTER, STATS
+from pipelines.publish import lease as publish_lease
 from pipelines.runner import startup_heap
 from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
 from pipelines.stages.finish import MergeReports, dead_letter_report, finish_corpus
@@ -100,7 +101,7 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
     options = pipeline_options(beam_args or [], plan, all_cores)
     FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
     check_destination(output_dir, overwrite)
-    with startup_heap.frozen_during_build():
+    with publish_lease.lease(output_dir), startup_heap.frozen_during_build():  # one build per output
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
         return progress.run_and_report(pipeline, progress_every)

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import apache_beam as beam
 
-from pipelines.loaders import SourceShard, get_loader
+from pipelines.loaders import SourceShard, get_loader, records
 from pipelines import counters
 from pipelines.records import BATCH_SIZE, STATS, Report
 
@@ -20,7 +20,7 @@ def read_shard_batches(shard: SourceShard, batch_size: int = BATCH_SIZE) -> Iter
     loader = get_loader(shard.loader_type)
     batch, total = [], 0
     counter = counters.READ_ROWS.counter(shard.dataset)
-    for row in loader.read(shard):
+    for row in records.unique_row_ids(loader.read(shard)):  # a repeated id is a dead letter
         batch.append(row)
         if len(batch) >= batch_size:
             total += len(batch)

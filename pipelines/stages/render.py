@@ -19,6 +19,7 @@ from pipelines.planning.slices import RenderSlice
 from pipelines.planning.sampling import SamplingTable
 from pipelines import counters
 from pipelines.records import DEAD_LETTER, STATS, RenderedBatch, RenderedExample, Report, dead_letter
+from pipelines.definitions import render_budget
 from pipelines.runner import startup_heap
 
 
@@ -31,6 +32,7 @@ class RenderBatchFn(beam.DoFn):
 
     def setup(self):
         startup_heap.freeze_once_in_worker()
+        render_budget.configure(self.plan.render_budget)
         self.compiled = {
             name: {t.id: compile_template(t) for t in ds.templates} for name, ds in self.plan.datasets.items()
         }

@@ -14,7 +14,7 @@ import apache_beam as beam
 
 from pipelines.definitions.fieldtypes import field_problem
 from pipelines.planning.hashing import keyed_hash
-from pipelines.loaders import SourceShard, get_loader
+from pipelines.loaders import SourceShard, get_loader, records
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.slices import SurveySlice
 from pipelines.planning.weights import sampling_table
@@ -36,7 +36,7 @@ def survey_shard(shard: SourceShard, plan: BuildPlan):
         return
     heap: list = []
     count = 0
-    for row in loader.read(shard):
+    for row in records.unique_row_ids(loader.read(shard)):  # as the build reads it
         if row.error is not None or field_problem(row.fields, declared) is not None:
             continue
         count += 1

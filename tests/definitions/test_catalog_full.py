@@ -29,6 +29,14 @@ TOOLS = resources.catalog_dir() / "tools"
 CAPS = {"flan2021": 30000, "t0": 20000, "niv2": 5000, "cot": 100000, "dialog": 200000}
 
 
+@pytest.fixture(scope="module")
+def catalog(catalog):
+    """Flan's entries only: these tests check Flan's facts, and authors' `user` entries are not Flan."""
+    from pipelines.definitions.catalog_stats import flan_only
+
+    return flan_only(catalog)
+
+
 def info_rows():
     with open(TOOLS / "facts" / "flan_collection_info.csv", newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))

@@ -26,8 +26,8 @@ def test_jsonl_rows_keep_types_and_get_line_ids(tmp_path):
     rows = read_all("jsonl", {"path": str(tmp_path / "{split}.jsonl")})
     assert [(r.row_id, r.fields, r.error) for r in rows] == [
         ("train.jsonl:1", {"q": "2+2?", "a": "4", "n": 4, "tags": ["math"]}, None),
-        ("train.jsonl:3", None, "line 3 is not valid JSON: Expecting value"),
-        ("train.jsonl:4", None, "line 4 is a JSON list, not an object"),
+        ("train.jsonl:3", None, "train.jsonl line 3: not valid JSON: Expecting value (column 1)"),
+        ("train.jsonl:4", None, "train.jsonl line 4: a JSON list, not an object"),
         ("train.jsonl:5", {"q": "Sky?", "a": "blue", "n": 0, "tags": []}, None),
     ]
     assert rows[1].raw == "not json"
