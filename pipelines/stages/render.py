@@ -18,7 +18,7 @@ from pipelines.planning.plan import BuildPlan
 from pipelines.planning.slices import RenderSlice
 from pipelines.planning.sampling import SamplingTable
 from pipelines import counters
-from pipelines.records import DEAD_LETTER, STATS, RenderedBatch, RenderedExample, Report, dead_letter
+from pipelines.records import DEAD_LETTER, STATS, RenderedBatch, RenderedExample, Report, dead_letter, new
 from pipelines.definitions import render_budget
 from pipelines.runner import startup_heap
 
@@ -80,7 +80,7 @@ class RenderBatchFn(beam.DoFn):
                         counts[counters.EXEMPLAR_RENDER_FAILED.key(dataset)] += 1
                         continue
                     shots.append(ex_in + plan.few_shot.target_separator + ex_tg)
-                out.append(RenderedExample(variant.template.id, key, variant.setting, inputs, targets, tuple(shots)))
+                out.append(new(RenderedExample, (variant.template.id, key, variant.setting, inputs, targets, tuple(shots))))
         self.rendered.inc(len(out))
         counters.RENDERED_BY_DATASET.counter(dataset).inc(len(out))
         if counts:

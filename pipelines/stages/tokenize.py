@@ -17,7 +17,7 @@ from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.hashing import placement
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.slices import TokenizeSlice
-from pipelines.records import DEAD_LETTER, STATS, Report, ShardItem, ShardItems, dead_letter, provenance
+from pipelines.records import DEAD_LETTER, STATS, Report, ShardItem, ShardItems, dead_letter, new, provenance
 from pipelines.runner import startup_heap
 from pipelines.vocab import worker_vocabulary
 
@@ -75,7 +75,7 @@ class TokenizeBatchFn(beam.DoFn):
             if items is None:
                 items = by_shard[shard] = ShardItems()
             items.append(
-                ShardItem(order, inputs.tobytes(), targets.tobytes(), provenance(dataset, example.template_id, setting, key))
+                new(ShardItem, (order, inputs.tobytes(), targets.tobytes(), provenance(dataset, example.template_id, setting, key)))
             )
         for shard, items in by_shard.items():
             yield shard, items
