@@ -8,7 +8,7 @@ from collections import defaultdict
 from apache_beam.io.filesystems import FileSystems
 
 import pipelines
-from pipelines import features
+from pipelines import card_stats, features
 from pipelines.plan import BuildPlan
 from pipelines.sampling import SamplingTable
 from pipelines.stats import Report
@@ -134,6 +134,9 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
             "targets_tokens": c.get(("targets_tokens", name), 0),
             "truncated": c.get(("truncated", name), 0),
             "dead_letter": dict(sorted(dead_by_dataset.get(name, {}).items())),
+            "license": ds.license,
+            "languages": list(ds.languages),
+            "task_categories": list(ds.task_categories),
         }
     rows = c.get(("rows",), 0)
     data_files = [f for f in report.files if not f.path.startswith("dead_letter/")]
@@ -154,6 +157,7 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
         "num_rows": rows,
         "num_examples": sum(d["examples"] for d in datasets.values()),
         "packing_efficiency": packing_efficiency(plan, c),
+        "distributions": card_stats.distributions_section(plan, c),  # histograms for the data card
         "datasets": datasets,
         "templates_used": {k[1]: v for k, v in sorted(c.items()) if k[0] == "template"},
         "dead_letter": {

@@ -19,7 +19,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipelines import sampling, spill, startup_heap, writers
+from pipelines import card_stats, sampling, spill, startup_heap, writers
 from pipelines.errors import RenderError
 from pipelines.fieldtypes import field_problem
 from pipelines.hashing import placement
@@ -279,9 +279,10 @@ class Pack(beam.PTransform):
 
 # --- WriteCorpus ---------------------------------------------------------------------------------
 
-def shard_report(batches: list[PackedBatch], files, plan: BuildPlan) -> Report:
+def shard_report(batches: list[PackedBatch], files, plan: BuildPlan, shard: int | None = None) -> Report:
     counts: Counter = Counter()
     for batch in batches:
+        card_stats.count_batch(counts, batch, plan, shard)  # the data card's histograms
         a = batch.arrays
         counts[("rows",)] += len(batch)
         if "inputs_segment_ids" in a:
@@ -310,7 +311,7 @@ def write_packed_shard(shard: int, batches: list[PackedBatch], plan: BuildPlan, 
             writers.write_file(output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"), tfrecord, num_rows),
             writers.write_file(output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"), parquet.result(), num_rows),
         ]
-    return shard_report(batches, files, plan)
+    return shard_report(batches, files, plan, shard)
 
 
 class WriteShardFn(beam.DoFn):
