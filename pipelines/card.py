@@ -311,7 +311,7 @@ def render_card(manifest: dict, plots: list[card_plots.PlotData]) -> str:
 def card_files(manifest: dict) -> list[tuple[str, bytes]]:
     """(relative path, bytes) of the card: the plots, then README.md."""
     plots = card_plots.plot_data(manifest)
-    out = [(p.file, card_plots.render_png(p)) for p in plots]
+    out = list(zip((p.file for p in plots), card_plots.render_all(plots)))
     out.append((CARD_NAME, render_card(manifest, plots).encode("utf-8")))
     return out
 
@@ -321,7 +321,29 @@ def write_card(manifest: dict, directory: str) -> list[WrittenFile]:
     return [writers.write_file(directory, path, data, 0) for path, data in card_files(manifest)]
 
 
-def stale_plots(written: list[WrittenFile]) -> list[str]:
+def stage_card(manifest: dict, staging: str, verify) -> tuple[WrittenFile, ...]:
+    """The build's card: written into the staging prefix and re-read by `verify(staging, file)` like
+    every shard (publish.verify_file), so it is moved into place with them, before the manifest."""
+    written = write_card(manifest, staging)
+    for f in written:
+        verify(staging, f)
+    return tuple(written)
+
+
+def restore_card(written, staging: str, output_dir: str) -> None:
+    """A corpus already complete with the same manifest (the same build run again, or a retried
+    commit): put back any card file it lacks (one published before cards existed, or deleted)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    missing = [f.path for f in written if not FileSystems.exists(FileSystems.join(output_dir, f.path))]
+    if missing:
+        for path in missing:
+            with FileSystems.create(FileSystems.join(output_dir, path)) as handle, \
+                    FileSystems.open(FileSystems.join(staging, path)) as source:
+                handle.write(source.read())
+
+
+def stale_plots(written) -> list[str]:
     """card/<plot>.png names this card does not have (an earlier corpus's, to remove on overwrite)."""
     have = {f.path for f in written}
     return [f"{CARD_DIR}/{name}.png" for name in card_plots.PLOT_NAMES if f"{CARD_DIR}/{name}.png" not in have]

@@ -9,8 +9,7 @@ data allows (lengths always span 1 .. 131072 tokens, shares and efficiencies 0 .
 
     collection_shares.png     target vs realized share of the examples, per collection
     examples_per_task.png     examples per task, every task, largest first, log scale
-    input_lengths.png         tokens per example (inputs) against the packing length
-    target_lengths.png        tokens per example (targets) against the packing length
+    example_lengths.png       tokens per example, inputs and targets, against the packing lengths
     packing_per_shard.png     non-pad share of the slots, per output shard
     tokens_per_row.png        rows by non-pad share of their slots
     exemplars_per_prompt.png  few-shot prompts by the number of exemplars they kept
@@ -26,8 +25,8 @@ from dataclasses import dataclass
 FIGSIZE = (8.0, 4.5)  # inches
 DPI = 100  # -> 800 x 450 pixels
 PIXELS = (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
-PLOT_NAMES = ("collection_shares", "examples_per_task", "input_lengths", "target_lengths",
-              "packing_per_shard", "tokens_per_row", "exemplars_per_prompt")
+PLOT_NAMES = ("collection_shares", "examples_per_task", "example_lengths", "packing_per_shard", "tokens_per_row",
+              "exemplars_per_prompt")
 LENGTH_AXIS = (1, 131072)  # tokens; the first bin [0, 8) is drawn from 1, the open last one to 131072
 MAX_SHOTS_AXIS = 5  # exemplars axis shows at least 0..5 (Flan's range)
 MANY = 64  # more categories than this are drawn as one step outline instead of bars
@@ -49,6 +48,7 @@ class PlotData:
     log_y: bool = False
     marks: tuple[tuple[str, float], ...] = ()
     y_max: float | None = None  # fixed top of the y axis (percentages: 100)
+    log_x: bool = True  # histograms: log x axis (token counts) or linear (percentages)
 
     @property
     def file(self) -> str:
@@ -85,26 +85,26 @@ def examples_per_task(manifest: dict) -> PlotData:
         log_y=True)
 
 
-def _length_marks(manifest: dict, side: str) -> tuple[tuple[str, float], ...]:
+def _length_marks(manifest: dict) -> tuple[tuple[str, float], ...]:
     lengths = manifest.get("sequence_length") or {}
     if manifest.get("layout") == "decoder":
-        return (("row length (inputs + targets)", float(lengths["targets"])),)
-    return ((f"{side} packing length", float(lengths[side])),)
+        return (("row length", float(lengths["targets"])),)
+    return tuple((f"{side} length", float(lengths[side])) for side in ("inputs", "targets"))
 
 
-def example_lengths(manifest: dict, side: str) -> PlotData | None:
+def example_lengths(manifest: dict) -> PlotData | None:
+    """Inputs and targets tokens per example (as packed, EOS included) in card_stats' fixed bins."""
     dist = (manifest.get("distributions") or {}).get("example_tokens")
     if not dist:
         return None
     edges = list(dist["bin_edges"])
-    counts = dist[side]
     drawn = [float(LENGTH_AXIS[0])] + [float(e) for e in edges[1:]] + [float(LENGTH_AXIS[1])]
     labels = tuple(f"[{edges[i]}, {edges[i + 1]})" for i in range(len(edges) - 1)) + (f">= {edges[-1]}",)
     return PlotData(
-        f"{'input' if side == 'inputs' else 'target'}_lengths",
-        f"{side.capitalize()} length per example, as packed (EOS included)", f"{side} tokens per example (log scale)",
-        "examples", labels, ((side, tuple(float(c) for c in counts)),), edges=tuple(drawn),
-        marks=_length_marks(manifest, side))
+        "example_lengths", "Tokens per example, as packed (EOS included), against the packing lengths",
+        "tokens per example (log scale)", "examples", labels,
+        tuple((side, tuple(float(c) for c in dist[side])) for side in ("inputs", "targets")),
+        edges=tuple(drawn), marks=_length_marks(manifest))
 
 
 def _sides(manifest: dict) -> tuple[str, ...]:
@@ -134,7 +134,8 @@ def tokens_per_row(manifest: dict) -> PlotData | None:
         "tokens_per_row", "Tokens per row (non-pad share of the row)",
         f"non-pad tokens per row, % of row length ({what} tokens)", "rows",
         tuple(f"{edges[i]}-{edges[i + 1]}%" for i in range(len(edges) - 1)),
-        tuple((side, tuple(float(v) for v in fill[side])) for side in sides))
+        tuple((side, tuple(float(v) for v in fill[side])) for side in sides), edges=tuple(float(e) for e in edges),
+        log_x=False)
 
 
 def exemplars_per_prompt(manifest: dict) -> PlotData | None:
@@ -151,9 +152,8 @@ def exemplars_per_prompt(manifest: dict) -> PlotData | None:
 
 def plot_data(manifest: dict) -> list[PlotData]:
     """Every plot the corpus has data for, in PLOT_NAMES order."""
-    plots = [collection_shares(manifest), examples_per_task(manifest), example_lengths(manifest, "inputs"),
-             example_lengths(manifest, "targets"), packing_per_shard(manifest), tokens_per_row(manifest),
-             exemplars_per_prompt(manifest)]
+    plots = [collection_shares(manifest), examples_per_task(manifest), example_lengths(manifest),
+             packing_per_shard(manifest), tokens_per_row(manifest), exemplars_per_prompt(manifest)]
     return [p for p in plots if p is not None]
 
 
@@ -162,7 +162,7 @@ def plot_data(manifest: dict) -> list[PlotData]:
 def _plain(value: float) -> str:
     """Tick text without mathtext (which costs a layout pass per label): 1, 10, 1k, 10k, 1M."""
     for div, suffix in ((1_000_000, "M"), (1_000, "k")):
-        if value >= div:
+        if value >= div and value % div == 0:
             return f"{value / div:g}{suffix}"
     return f"{value:g}"
 
@@ -170,73 +170,136 @@ def _plain(value: float) -> str:
 COLORS = ("#4C72B0", "#DD8452", "#55A868")
 
 
+def _ticks(ax, axis: str, positions, labels) -> None:
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(FixedLocator(list(positions)))
+    target.set_major_formatter(FixedFormatter(list(labels)))
+    target.set_minor_locator(NullLocator())
+
+
+def _max_value(plot: PlotData) -> float:
+    return max((v for _, values in plot.series for v in values), default=0.0)
+
+
 def render_png(plot: PlotData) -> bytes:
-    """The PNG of one plot (FIGSIZE at DPI, no timestamp or version metadata: same data, same bytes)."""
+    """The PNG of one plot (FIGSIZE at DPI, no timestamp or version metadata: same data, same bytes).
+
+    Drawn for speed as well as looks (the card is on every build's critical path): fixed axes box
+    and text positions instead of layout passes, few fixed ticks, steps instead of many bars."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FixedLocator, NullLocator
 
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.09, 0.14, 0.88, 0.76))
+    ax = fig.add_axes((0.09, 0.16, 0.88, 0.74))
     n = len(plot.labels)
     if plot.edges is not None:  # histogram on a log x axis
-        import numpy as np
-
-        edges = np.asarray(plot.edges)
         for i, (label, values) in enumerate(plot.series):
-            ax.stairs(values, edges, fill=True, alpha=0.8, color=COLORS[i % len(COLORS)], label=label)
-        ax.set_xscale("log")
-        ax.set_xlim(*LENGTH_AXIS)
-        ticks = [1, 8, 32, 128, 512, 2048, 8192, 32768, 131072]
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xticklabels([_plain(t) for t in ticks])
+            ax.stairs(values, plot.edges, fill=True, alpha=0.55, color=COLORS[i % len(COLORS)], label=label)
+        if plot.log_x:
+            ax.set_xscale("log")
+            ax.set_xlim(*LENGTH_AXIS)
+            ticks = (1, 8, 32, 128, 512, 2048, 8192, 32768, 131072)
+        else:
+            ax.set_xlim(plot.edges[0], plot.edges[-1])
+            ticks = plot.edges[::2]
+        _ticks(ax, "x", ticks, [f"{t:g}" for t in ticks])
         for j, (label, x) in enumerate(plot.marks):
-            ax.axvline(x, color="#C44E52", linestyle="--", linewidth=1.5, label=f"{label} ({x:g})")
+            ax.axvline(x, color=COLORS[j % len(COLORS)], linestyle="--", linewidth=1.5, label=f"{label} {x:g}")
     else:
-        width = 0.8 / len(plot.series)
+        k = len(plot.series)
+        width = 0.8 / k
         for i, (label, values) in enumerate(plot.series):
             color = COLORS[i % len(COLORS)]
             if n > MANY:
-                ax.stairs(values, [j - 0.5 for j in range(n + 1)], fill=len(plot.series) == 1, color=color,
-                          label=label, baseline=0.5 if plot.log_y else 0)
+                ax.stairs(values, [j - 0.5 for j in range(n + 1)], fill=k == 1, color=color, label=label,
+                          baseline=0.5 if plot.log_y else 0)
             else:
-                ax.bar([j + (i - (len(plot.series) - 1) / 2) * width for j in range(n)], values, width=width,
-                       color=color, label=label)
+                ax.bar([j + (i - (k - 1) / 2) * width for j in range(n)], values, width=width, color=color, label=label)
         ax.set_xlim(-0.6, n - 0.4)
-        if n <= 24:
-            ax.set_xticks(range(n))
-            ax.set_xticklabels(plot.labels, rotation=30 if max(map(len, plot.labels), default=0) > 6 else 0,
-                               ha="right" if max(map(len, plot.labels), default=0) > 6 else "center", fontsize=8)
+        if n <= 12:
+            long = max(map(len, plot.labels), default=0) > 8
+            _ticks(ax, "x", range(n), [lab[:24] for lab in plot.labels])
+            if long:
+                for t in ax.get_xticklabels():
+                    t.set_rotation(20)
+                    t.set_horizontalalignment("right")
         else:
-            step = max(1, n // 10)
-            ticks = list(range(0, n, step))
-            ax.set_xticks(ticks)
-            ax.set_xticklabels([str(t + 1) for t in ticks] if plot.name == "examples_per_task" else
-                               [plot.labels[t] for t in ticks], fontsize=8)
+            step = -(-n // 10)
+            ticks = range(0, n, step)
+            _ticks(ax, "x", ticks, [str(t + 1) if plot.name == "examples_per_task" else plot.labels[t] for t in ticks])
+    top = _max_value(plot)
     if plot.log_y:
         ax.set_yscale("log")
-        top = max((v for _, values in plot.series for v in values), default=1.0)
         ticks = [10 ** k for k in range(0, len(str(int(max(top, 1)))) + 1)]
         ax.set_ylim(0.5, ticks[-1])
-        ax.yaxis.set_major_locator(FixedLocator(ticks))
-        ax.yaxis.set_minor_locator(NullLocator())
-        ax.set_yticklabels([_plain(t) for t in ticks])
-    elif plot.y_max is not None:
-        ax.set_ylim(0, plot.y_max)
-    ax.set_title(plot.title)
-    ax.set_xlabel(plot.xlabel)
-    ax.set_ylabel(plot.ylabel)
+        _ticks(ax, "y", ticks, [_plain(t) for t in ticks])
+    else:
+        y_max = plot.y_max or (top * 1.1 if top > 0 else 1.0)
+        ax.set_ylim(0, y_max)
+        step = _nice_step(y_max / 5)
+        ticks = [step * i for i in range(int(y_max // step) + 1)]
+        _ticks(ax, "y", ticks, [_plain(t) for t in ticks])
+    tick_size = 8
+    ax.tick_params(labelsize=tick_size)
+    fig.text(0.5, 0.955, plot.title, ha="center", va="center", fontsize=11)
+    fig.text(0.53, 0.025, plot.xlabel, ha="center", va="bottom", fontsize=9)
+    fig.text(0.015, 0.53, plot.ylabel, ha="left", va="center", rotation=90, fontsize=9)
     if len(plot.series) > 1 or plot.marks:
-        ax.legend(loc="upper right", fontsize=8, frameon=False)
-    ax.grid(axis="y", alpha=0.3)
+        ax.legend(loc="upper left" if plot.edges is not None and not plot.log_x else "upper right", fontsize=8,
+                  frameon=False)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
+
+
+def _nice_step(raw: float) -> float:
+    """1, 2 or 5 times a power of ten, at least `raw`."""
+    import math
+
+    if raw <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 5, 10):
+        if m * power >= raw:
+            return m * power
+    return 10 * power
+
+
+# --- warming up -----------------------------------------------------------------------------------
+# Importing matplotlib and drawing a first figure cost ~0.5 s. `flanmix build` on the local runner
+# starts that in a background thread when it starts, so it runs while the job waits on SentencePiece,
+# Arrow, files and the runner's gRPC, and the card at the end finds matplotlib ready. The bytes do
+# not depend on it: without it (tests, Beam worker processes, Dataflow) the first plot imports.
+
+_WARMING = None
+
+
+def _warm_up() -> None:
+    render_png(PlotData("warm", "warm", "x", "y", ("a", "b"), (("s", (1.0, 2.0)),)))
+
+
+def start_warming():
+    """Import matplotlib and draw a throwaway figure in a daemon thread (once per process)."""
+    global _WARMING
+    import threading
+
+    if _WARMING is None:
+        _WARMING = threading.Thread(target=_warm_up, name="flanmix-card-warm-up", daemon=True)
+        _WARMING.start()
+    return _WARMING
+
+
+def render_all(plots: list[PlotData]) -> list[bytes]:
+    """The PNGs of `plots`, in order."""
+    if _WARMING is not None:
+        _WARMING.join()  # matplotlib's first import must not run twice at once in one process
+    return [render_png(p) for p in plots]
 
 
 def png_size(data: bytes) -> tuple[int, int]:
