@@ -264,7 +264,8 @@ def render_card(manifest: dict, plots: list[card_plots.PlotData]) -> str:
         few = mixing["few_shot"]
         lines += ["", f"Few-shot prompts hold {few['config']['min_exemplars']}-{few['config']['max_exemplars']} exemplars "
                   f"from a pool of {few['config']['pool_size']} per task; exemplars per prompt: "
-                  + (", ".join(f"{k}: {v:,}" for k, v in few["exemplars_per_prompt"].items()) or "none")
+                  + (", ".join(f"{k}: {v:,}" for k, v in few["exemplars_per_prompt"].items())
+                     or ("not counted (a text export keeps every exemplar)" if m.get("format") == "jsonl" else "none"))
                   + f". Exemplars dropped to fit the inputs length: {few['exemplars_dropped_for_length']:,}; prompts that "
                   f"fell back to zero-shot: {few['fell_back_to_zero_shot']:,}; exemplars that could not be rendered: "
                   f"{few['exemplars_not_renderable']:,}.", ""]
@@ -276,7 +277,7 @@ def render_card(manifest: dict, plots: list[card_plots.PlotData]) -> str:
         lines += [f"Packing efficiency (non-pad tokens / slots): "
                   + ", ".join(f"{k} {_pct(v)}" for k, v in eff.items())
                   + f". Examples truncated to fit: {sum(d['truncated'] for d in datasets.values()):,}.", ""]
-        for name, alt in (("input_lengths", "inputs length per example"), ("target_lengths", "targets length per example"),
+        for name, alt in (("example_lengths", "tokens per example against the packing lengths"),
                           ("packing_per_shard", "packing efficiency per shard"), ("tokens_per_row", "tokens per row")):
             if name in plot_files:
                 lines += [f"![{alt}]({plot_files[name]})", ""]

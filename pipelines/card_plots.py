@@ -146,7 +146,7 @@ def exemplars_per_prompt(manifest: dict) -> PlotData | None:
     top = max(MAX_SHOTS_AXIS, max(dist))
     return PlotData(
         "exemplars_per_prompt", "Few-shot exemplars per prompt (after fitting the inputs length)",
-        "exemplars kept in the prompt", "few-shot prompts", tuple(str(k) for k in range(top + 1)),
+        "exemplars kept in the prompt", "few-shot prompts with pool exemplars", tuple(str(k) for k in range(top + 1)),
         (("prompts", tuple(float(dist.get(k, 0)) for k in range(top + 1))),))
 
 
