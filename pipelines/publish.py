@@ -7,6 +7,8 @@
     OUTPUT/tfrecord/... parquet/... dead_letter/...
                                             3. Commit moves them to their final names (an old manifest
                                                is deleted first when overwriting)
+    OUTPUT/README.md, card/*.png            (the data card, rendered from the manifest, staged and
+                                               verified the same way and moved with them: pipelines/card.py)
     OUTPUT/manifest.json                    4. the manifest goes last, then the staging prefix is removed
 
 Works on every Beam filesystem (local, gs://, s3://): on object stores an object appears whole or not
