@@ -35,15 +35,10 @@ def _load_catalog_and_templates(args):
 # --- build ---------------------------------------------------------------------------------------
 
 def cmd_build(args, beam_args: list[str]) -> int:
-    from pipelines import build, card_plots
+    from pipelines import build, card_plots, progress, publish
 
     if build.is_local(beam_args) and not (args.dry_run or args.dataflow_check):
         card_plots.start_warming()  # matplotlib loads while the job runs, for the data card
-    return _build(args, beam_args)
-
-
-def _build(args, beam_args: list[str]) -> int:
-    from pipelines import build, progress, publish
     from pipelines.build import run_build
     from pipelines.manifest import read_manifest
     from pipelines.mixtures import load_mixture
