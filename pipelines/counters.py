@@ -64,10 +64,18 @@ TASK_SETTING = Counter("task_setting", ("dataset", "setting"), "examples written
                        "datasets.D.prompt_settings")
 DEAD_LETTERS = Counter("dead_letter", ("dataset", "stage"), "rows or examples dead-lettered, by stage",
                        "datasets.D.dead_letter, dead_letter.count")
+# The data card's distributions (publish/card_stats.py), counted while shards are written.
+HIST_TOKENS = Counter("hist_tokens", ("side", "bin"), "examples by tokens per inputs/targets (fixed bins)",
+                      "distributions.tokens_per_example")
+HIST_FILL = Counter("hist_fill", ("side", "bin"), "rows by the non-pad share of a sequence (5 % bins)",
+                    "distributions.row_fill")
+SHARD_TOKENS = Counter("shard_tokens", ("shard", "side"), "non-pad tokens per output shard", "distributions.shards")
+SHARD_ROWS = Counter("shard_rows", ("shard",), "rows per output shard", "distributions.shards")
 
 REPORT_COUNTERS = (READ, SAMPLED_OUT, UPSAMPLED_COPIES, EXEMPLAR_RENDER_FAILED, FEWSHOT_K, FEWSHOT_DROPPED,
                    FEWSHOT_FELL_BACK, TRUNCATED, ROWS, INPUTS_NONPAD, TARGETS_NONPAD, LOSS_TOKENS, INPUTS_TOKENS,
-                   TARGETS_TOKENS, EXAMPLES, TEMPLATE, SETTING, TASK_SETTING, DEAD_LETTERS)
+                   TARGETS_TOKENS, EXAMPLES, TEMPLATE, SETTING, TASK_SETTING, DEAD_LETTERS, HIST_TOKENS, HIST_FILL,
+                   SHARD_TOKENS, SHARD_ROWS)
 
 
 def total(counts: dict, counter: Counter) -> int:

@@ -45,6 +45,13 @@ def digest_tree(root: Path) -> dict[str, str]:
     }
 
 
+def card_listing(manifest: dict) -> set[str]:
+    """The data card's files a build publishes beside the manifest (pipelines/card.py)."""
+    from pipelines.publish import card_plots
+
+    return {"README.md"} | {p.file for p in card_plots.plot_data(manifest)}
+
+
 def read_back(output: str) -> dict:
     """Read a published corpus through Beam FileSystems (any scheme): the manifest, and every file it
     lists checked against its size and SHA-256. Returns the manifest."""

@@ -68,3 +68,15 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_full(tmp_path_factory, catalog, families, vocab):
+    """The demo mixture at its own lengths (2048/512: nothing is cut, no exemplar dropped), 2 shards, in
+    the three outputs of one plan: encdec rows, decoder rows (2560) and the --format jsonl text.
+    {"encdec" | "decoder" | "text": (directory, plan)}. Used by the data card and inspect tests."""
+    out = {}
+    for name, kwargs in (("encdec", {}), ("decoder", {"layout": "decoder"}), ("text", {"output_format": "jsonl"})):
+        directory = tmp_path_factory.mktemp(f"demo_full_{name}")
+        out[name] = (directory, build_corpus(directory, catalog, families, vocab, num_shards=2, **kwargs))
+    return out

@@ -9,6 +9,8 @@
     flanmix templates import-promptsource PATH [--family NAME] [--output DIR]
     flanmix mixtures list | show NAME [--no-count] [--json] [--verbose]
     flanmix vocab train --output PREFIX
+    flanmix card DIR                                    (re)write a corpus's data card from its manifest
+    flanmix inspect DIR [--row N | --dataset NAME] [-n K] [--from parquet|tfrecord] [--json]
     flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/   (see trainer/)
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ def _load_catalog_and_templates(args):
 # --- build ---------------------------------------------------------------------------------------
 
 def cmd_build(args, beam_args: list[str]) -> int:
+    from pipelines.publish import card_plots
     from pipelines.runner import beam_options, dry_run
     from pipelines.runner import progress
     from pipelines.publish import staging
@@ -64,6 +67,9 @@ def cmd_build(args, beam_args: list[str]) -> int:
     from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
     from pipelines.planning.plan import BuildOptions, make_plan
+
+    if beam_options.is_local(beam_args) and not (args.dry_run or args.dataflow_check):
+        card_plots.start_warming()  # matplotlib loads while the job runs, for the data card
     from pipelines.vocab import Vocabulary
 
     from pipelines.runner import argcheck
@@ -157,6 +163,45 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
             print(f"SKIPPED ... and {len(skipped) - 10} more (manifest.json: mixing.skipped_sources)")
     data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else "tfrecord/, parquet/"
     print(f"output: {output} (manifest.json, {data_dirs}, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
+
+
+# --- card / inspect: reading a published corpus ---------------------------------------------------
+
+def cmd_card(args, beam_args: list[str]) -> int:
+    """(Re)write README.md and card/ of a published corpus from its manifest."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from flanmix_corpus.reader import open_corpus
+    from pipelines.publish import card
+    from pipelines.runner import beam_options
+
+    beam_options.set_filesystem_options(beam_args)
+    info = open_corpus(args.dir)
+    written = card.write_card(info.manifest, info.root)
+    stale = [FileSystems.join(info.root, p) for p in card.stale_plots(written)]
+    stale = [p for p in stale if FileSystems.exists(p)]
+    if stale:
+        FileSystems.delete(stale)
+    for f in written:
+        print(f"wrote {FileSystems.join(info.root, f.path)} ({f.num_bytes:,} bytes)")
+    return 0
+
+
+def cmd_inspect(args, beam_args: list[str]) -> int:
+    from flanmix_corpus.reader import open_corpus
+    from pipelines.consumers import row_inspect
+    from pipelines.runner import beam_options
+
+    beam_options.set_filesystem_options(beam_args)
+    if args.row is not None and args.dataset is not None:
+        raise FlanmixError("inspect: give --row N or --dataset NAME, not both")
+    rows = row_inspect.inspect_corpus(args.dir, row=args.row, dataset=args.dataset, n=args.n,
+                                      source=args.source, vocab_path=args.vocab)
+    if args.json:
+        sys.stdout.write(row_inspect.json_lines(rows))
+    else:
+        print(row_inspect.format_rows(rows, open_corpus(args.dir)))
+    return 0
 
 
 # --- catalog -------------------------------------------------------------------------------------
@@ -306,6 +351,20 @@ def make_parser() -> argparse.ArgumentParser:
                    help="fail (exit non-zero, publish nothing) when a dataset's or the build's dead letters exceed "
                         "this share of its rows tried (default: fail only when a dataset loses every row)")
 
+    cd = sub.add_parser("card", help="write the data card (README.md + card/*.png) of a published corpus from its "
+                                     "manifest; unknown flags are Beam options (e.g. --s3_endpoint_url)")
+    cd.add_argument("dir", help="corpus directory holding manifest.json (local, gs:// or s3://)")
+    ins = sub.add_parser("inspect", help="decode packed rows to text, segment by segment, with provenance; unknown "
+                                         "flags are Beam options")
+    ins.add_argument("dir", help="corpus directory holding manifest.json (local, gs:// or s3://)")
+    ins.add_argument("--row", type=int, help="first row to show (0-based over the shards in order; default 0)")
+    ins.add_argument("--dataset", help="show the first -n examples of this dataset instead")
+    ins.add_argument("-n", type=int, default=1, help="rows to show (with --dataset: examples; default 1)")
+    ins.add_argument("--from", dest="source", choices=["parquet", "tfrecord"], default="parquet",
+                     help="which shards to read (default parquet)")
+    ins.add_argument("--vocab", help="SentencePiece model to decode with (default: the manifest's, checked by SHA-256)")
+    ins.add_argument("--json", action="store_true", help="one JSON object per segment instead of text")
+
     c = sub.add_parser("catalog", help="inspect the task catalog")
     csub = c.add_subparsers(dest="catalog_cmd", required=True)
     cl = csub.add_parser("list")
@@ -371,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(action, argparse._SubParsersAction):
             BUILD_FLAGS.update(o for a in action.choices["build"]._actions for o in a.option_strings)
     args, rest = parser.parse_known_args(argv)
-    if rest and args.cmd != "build":
+    if rest and args.cmd not in ("build", "card", "inspect"):  # these take Beam (filesystem) options
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if hasattr(args, "render_max_operations"):
@@ -381,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise FlanmixError(str(exc).replace("render budget ", "--render_")) from None
         if args.cmd == "build":
             return cmd_build(args, rest)
+        if args.cmd == "card":
+            return cmd_card(args, rest)
+        if args.cmd == "inspect":
+            return cmd_inspect(args, rest)
         if args.cmd == "train":
             from trainer.cli import cmd_train
 

@@ -37,6 +37,10 @@ class DatasetPlan:
     templates: tuple[Template, ...]
     content_sha256: str
     source_path: str
+    # what the data card says about the source (catalog entry): licence, languages, task categories
+    license: str = ""
+    languages: tuple[str, ...] = ()
+    task_categories: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,8 @@ def make_plan(
         overlong=overlong or mixture.overlong,
         num_shards=num_shards,
         datasets={
-            e.name: DatasetPlan(e.name, e.collection, dict(e.fields), _templates_for(e, families), e.content_sha256, e.source_path)
+            e.name: DatasetPlan(e.name, e.collection, dict(e.fields), _templates_for(e, families), e.content_sha256,
+                                e.source_path, e.license, tuple(e.languages), tuple(e.task_categories))
             for e in entries
         },
         sources=tuple(sources),

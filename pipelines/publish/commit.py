@@ -30,6 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import counters
 from pipelines.formats.writers import WrittenFile
+from pipelines.publish import card
 from pipelines.publish import lease as publish_lease
 from pipelines.publish import manifest as manifest_lib
 from pipelines.publish import remote_deadline
@@ -99,10 +100,12 @@ def commit(report, verified: int, plan, output_dir: str, staging: str, overwrite
     manifest = manifest_lib.write_manifest(report, plan, staging, table) if table is not None else \
         manifest_lib.write_manifest(report, plan, staging)
     data = _read(staged_manifest)
+    card_files = card.stage_card(manifest, staging, verify_file)  # README.md + card/*.png, verified
 
     old_files: list[str] = []
     if _exists(final_manifest):
         if _read(final_manifest) == data:  # a previous attempt of this commit got this far
+            card.restore_card(card_files, staging, output_dir)
             _delete_staging(output_dir)
             return manifest
         if not overwrite:
@@ -115,14 +118,14 @@ def commit(report, verified: int, plan, output_dir: str, staging: str, overwrite
         _delete([final_manifest])  # from here on no reader sees the old corpus as complete
 
     staged = _listing(staging)
-    moves = [(_join(staging, f.path), _join(output_dir, f.path)) for f in files]
+    moves = [(_join(staging, f.path), _join(output_dir, f.path)) for f in files + card_files]
     for source, destination in moves:  # a retried commit finds some files already moved
         if source not in staged and not _exists(destination):
             raise PublishError(f"{destination}: neither the staged copy nor a published copy exists")
     todo = [(s, d) for s, d in moves if s in staged]
     _move_all([s for s, _ in todo], [d for _, d in todo])
     new_paths = {f.path for f in files}
-    _delete([_join(output_dir, p) for p in old_files if p not in new_paths])
+    _delete([_join(output_dir, p) for p in old_files + card.stale_plots(card_files) if p not in new_paths])
     publish_lease.remove_unlisted(output_dir, new_paths, _listing)  # e.g. shards of a killed build
     _move_all([staged_manifest], [final_manifest])
     _delete_staging(output_dir)

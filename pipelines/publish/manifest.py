@@ -14,6 +14,7 @@ from pipelines.planning.plan import BuildPlan
 from pipelines.planning.sampling import SamplingTable
 from pipelines.records import Report
 from flanmix_corpus.reader import MANIFEST_NAME
+from pipelines.publish import card_stats
 
 MANIFEST_VERSION = 1
 
@@ -134,6 +135,9 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
             "targets_tokens": c.get(k.TARGETS_TOKENS.key(name), 0),
             "truncated": c.get(k.TRUNCATED.key(name), 0),
             "dead_letter": dict(sorted(dead_by_dataset.get(name, {}).items())),
+            "license": ds.license,
+            "languages": list(ds.languages),
+            "task_categories": list(ds.task_categories),
         }
     rows = c.get(k.ROWS.key(), 0)
     data_files = [f for f in report.files if not f.path.startswith("dead_letter/")]
@@ -154,6 +158,7 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
         "num_rows": rows,
         "num_examples": sum(d["examples"] for d in datasets.values()),
         "packing_efficiency": packing_efficiency(plan, c),
+        "distributions": card_stats.distributions_section(plan, c),  # histograms for the data card
         "datasets": datasets,
         "templates_used": dict(sorted(k.by_part(c, k.TEMPLATE).items())),
         "dead_letter": {

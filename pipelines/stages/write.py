@@ -12,6 +12,7 @@ import numpy as np
 
 from pipelines.formats import writers
 from pipelines.formats.rows import PackedBatch
+from pipelines.publish import card_stats
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.slices import OutputSlice
 from pipelines import counters
@@ -19,9 +20,10 @@ from pipelines.counters import count_example
 from pipelines.records import Report
 
 
-def shard_report(batches: list[PackedBatch], files, plan: BuildPlan) -> Report:
+def shard_report(batches: list[PackedBatch], files, plan: BuildPlan, shard: int | None = None) -> Report:
     counts: Counter = Counter()
     for batch in batches:
+        card_stats.count_batch(counts, batch, plan, shard)  # the data card's histograms
         a = batch.arrays
         counts[counters.ROWS.key()] += len(batch)
         if "inputs_segment_ids" in a:
@@ -50,7 +52,7 @@ def write_packed_shard(shard: int, batches: list[PackedBatch], plan: BuildPlan, 
             writers.write_file(output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"), tfrecord, num_rows),
             writers.write_file(output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"), parquet.result(), num_rows),
         ]
-    return shard_report(batches, files, plan)
+    return shard_report(batches, files, plan, shard)
 
 
 class WriteShardFn(beam.DoFn):

@@ -19,7 +19,7 @@ from pipelines.runner.graph import run_build
 from pipelines.publish.staging import PublishError
 from pipelines.formats.writers import WrittenFile
 
-from buildkit import SMALL_EXAMPLES, digest_tree, read_back, small_mixture, small_plan
+from buildkit import SMALL_EXAMPLES, card_listing, digest_tree, read_back, small_mixture, small_plan
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def test_publish_writes_manifest_last_and_leaves_no_staging(reference):
     assert manifest["num_examples"] == SMALL_EXAMPLES
     on_disk = set(digest_tree(out))
     listed = {f["path"] for f in manifest["files"]} | set(manifest["dead_letter"]["files"]) | {"manifest.json"}
-    assert on_disk == listed  # nothing else: no staging prefix, no temp files
+    assert on_disk == listed | card_listing(manifest)  # and the card; nothing else: no staging prefix, no temp files
     assert [f["path"] for f in manifest["files"] if f["path"].startswith("tfrecord/")] == [
         "tfrecord/small-train-00000-of-00002.tfrecord", "tfrecord/small-train-00001-of-00002.tfrecord"]
     assert not list(out.glob(".staging-*"))
@@ -60,7 +60,8 @@ def test_existing_corpus_is_refused_without_overwrite_and_replaced_with_it(refer
     assert manifest["num_shards"] == 3 and manifest["num_examples"] == SMALL_EXAMPLES
     names = sorted(p.name for p in (out / "tfrecord").iterdir())
     assert names == [f"small-train-0000{i}-of-00003.tfrecord" for i in range(3)]  # the 2-shard files are gone
-    assert set(digest_tree(out)) == {f["path"] for f in manifest["files"]} | set(manifest["dead_letter"]["files"]) | {"manifest.json"}
+    assert set(digest_tree(out)) == ({f["path"] for f in manifest["files"]} | set(manifest["dead_letter"]["files"])
+                                     | {"manifest.json"} | card_listing(manifest))
 
 
 def test_versioned_layout_counts_complete_versions_only(tmp_path):

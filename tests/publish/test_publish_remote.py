@@ -11,17 +11,18 @@ from pipelines.publish import staging
 from pipelines.runner.graph import run_build
 from pipelines.publish.staging import PublishError
 
-from buildkit import SMALL_EXAMPLES, read_back, small_plan
+from buildkit import SMALL_EXAMPLES, card_listing, read_back, small_plan
 from emulators import gcs_server, s3_server  # noqa: F401 - fixtures
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def _check_listing(keys: dict[str, bytes], prefix: str) -> dict:
-    """The objects under `prefix` are exactly the manifest and the files it lists, with its checksums."""
+    """The objects under `prefix` are exactly the manifest, the files it lists (with its checksums) and the card."""
     manifest = json.loads(keys[prefix + "manifest.json"])
     listed = {prefix + f["path"]: f for f in manifest["files"]}
-    assert set(keys) == set(listed) | {prefix + p for p in manifest["dead_letter"]["files"]} | {prefix + "manifest.json"}
+    assert set(keys) == (set(listed) | {prefix + p for p in manifest["dead_letter"]["files"]} | {prefix + "manifest.json"}
+                         | {prefix + p for p in card_listing(manifest)})  # and the data card
     for key, f in listed.items():
         assert hashlib.sha256(keys[key]).hexdigest() == f["sha256"] and len(keys[key]) == f["num_bytes"]
     assert not any(".staging-" in k for k in keys)

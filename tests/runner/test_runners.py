@@ -27,7 +27,8 @@ def test_output_is_byte_identical_with_one_or_two_worker_processes(tmp_path, cat
     run_build(plan, vocab.model_proto, str(one), ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     run_build(plan, vocab.model_proto, str(two), ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     digests = digest_tree(one)
-    assert len(digests) == 2 * 3 + 2  # 3 TFRecord + 3 Parquet shards, dead letters, manifest
+    # 3 TFRecord + 3 Parquet shards, dead letters, manifest, the data card (README.md, 5 plots: no few-shot here)
+    assert len(digests) == 2 * 3 + 2 + 1 + 5
     assert digest_tree(two) == digests
 
 
