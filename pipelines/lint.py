@@ -85,10 +85,13 @@ def lint_static(entries: Iterable[DatasetEntry], families: Mapping[str, Template
 def sample_rows(entry: DatasetEntry, split: str, rows: int, read_source: bool = True):
     """(fixture rows + up to `rows` real rows when the source is readable offline, problems)."""
     sample, problems = fixture_rows(entry), []
-    if read_source and rows > 0 and offline_ready(entry.loader_type, entry.loader_args, entry.splits[split]):
-        loader = get_loader(entry.loader_type)
+    source = (entry.loader_type, entry.loader_args)
+    if entry.sample_loader_type and not offline_ready(*source, entry.splits[split]):
+        source = (entry.sample_loader_type, entry.sample_loader_args)  # the shipped sample: real rows too
+    if read_source and rows > 0 and offline_ready(*source, entry.splits[split]):
+        loader = get_loader(source[0])
         try:
-            shards = loader.plan(entry.name, split, entry.splits[split], entry.loader_args)
+            shards = loader.plan(entry.name, split, entry.splits[split], source[1])
             sample += list(itertools.islice((r for s in shards for r in loader.read(s)), rows))
         except FlanmixError as exc:
             problems.append(Problem(entry.source_path, f"dataset {entry.name}: cannot read rows to render: {exc}"))

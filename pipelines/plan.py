@@ -72,7 +72,7 @@ def membership_only(entry: DatasetEntry) -> DatasetEntry:
     return dataclasses.replace(
         entry, task_categories=(), languages=(), loader_type="", loader_args={}, splits={}, fields={}, templates=(),
         source_path="", content_sha256="", license="", description="", source_dataset="", info_source="",
-        inversion_categories=(), template_vars={}, fixtures=(), notes="",
+        inversion_categories=(), template_vars={}, fixtures=(), notes="", sample_loader_type="", sample_loader_args={},
     )
 
 

@@ -151,7 +151,7 @@ def test_shards_that_receive_no_rows_still_exist_empty_with_the_schema(tmp_path,
     from pipelines import features
 
     mixture = tmp_path / "tiny.yaml"
-    mixture.write_text("schema_version: 1\nname: tiny\nsequence_length: {inputs: 256, targets: 64}\n"
+    mixture.write_text("schema_version: 1\nname: tiny\ndata: samples\nsequence_length: {inputs: 256, targets: 64}\n"
                        "members:\n  - dataset: task1146_country_capital\n", encoding="utf-8")
     out = tmp_path / "packed"
     build_corpus(out, catalog, families, vocab, mixture=str(mixture), num_shards=16)

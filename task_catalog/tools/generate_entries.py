@@ -32,15 +32,19 @@ FACTS = ROOT / "tools" / "facts"
 HEADER = "# flanmix catalog entry (schemas/catalog_entry.schema.json), written by task_catalog/tools/generate_entries.py\n"
 NIV2_FIELDS = {"definition": "string", "positive_examples": "list[object]", "input": "string", "output": "string", "outputs": "list[string]"}
 COT_INVERSIONS = ["Question Generation", "Explanation Generation", "Generate Question and Answer from Explanation"]
-COT_FILES = {  # entry name -> TSV stem in flan/v2/cot_data
-    "cot_gsm8k": "gsm8k", "cot_strategyqa": "strategyqa", "stream_aqua": "aqua", "stream_creak": "creak",
-    "stream_ecqa": "ecqa", "stream_esnli": "esnli", "stream_qasc": "qasc", "stream_qed": "qed",
-    "stream_sensemaking": "sensemaking",
+# flan_collection_info.csv name -> (FLAN's task name in task_configs.py, TSV stem in flan/v2/cot_data).
+# FLAN names a set `stream_` only for aqua and qed (lower-quality "stream" annotations); the CSV
+# calls seven of them stream_*, so the entry keeps the CSV's name as its source_dataset.
+COT_SETS = {
+    "cot_gsm8k": ("cot_gsm8k", "gsm8k"), "cot_strategyqa": ("cot_strategyqa", "strategyqa"),
+    "stream_aqua": ("stream_aqua", "aqua"), "stream_creak": ("cot_creak", "creak"),
+    "stream_ecqa": ("cot_ecqa", "ecqa"), "stream_esnli": ("cot_esnli", "esnli"),
+    "stream_qasc": ("cot_qasc", "qasc"), "stream_qed": ("stream_qed", "qed"),
+    "stream_sensemaking": ("cot_sensemaking", "sensemaking"),
 }
-FLAN_RAW = "https://raw.githubusercontent.com/google-research/FLAN/main/flan/v2/cot_data"
 # CoT sets whose TSV is not shipped (the local FLAN mirror lacks them): one invented row each.
 COT_FIXTURES = {
-    "stream_esnli": {
+    "cot_esnli": {
         "question": "Premise: \"Two children are building a sandcastle on a beach.\"\nHypothesis: \"Kids are playing outdoors.\"\nIs the hypothesis entailed by the premise?\nOptions:\n- yes\n- it is not possible to tell\n- no",
         "answer": "yes",
         "rationale": "Building a sandcastle on a beach is a way of playing, and a beach is outdoors.",
@@ -148,11 +152,12 @@ def niv2_entries(info: list[dict], metadata: dict, out: Path) -> int:
         entry = {
             "schema_version": 1, "name": task, "source_dataset": source,
             "description": f"Super-NaturalInstructions task {task} (source dataset: {source}"
-                           + ("; instances truncated to the first few)." if shipped else ")."),
+                           + ("; a sample of its first instances ships in data/niv2 for the demo)." if shipped else ")."),
             "collections": ["niv2"], "info_source": "NIv2",
             "task_categories": [r["Generic Task Category"]], "languages": languages(r["Languages"]),
             "license": "Apache-2.0 (allenai/natural-instructions)", "default_cap": 5000,
-            "loader": {"type": "niv2_json", "args": {"path": f"../../data/niv2/{task}.json"} if shipped else {"task": task}},
+            "loader": {"type": "niv2_json", "args": {"task": task}},
+            **({"sample_loader": {"type": "niv2_json", "args": {"path": f"../../data/niv2/{task}.json"}}} if shipped else {}),
             "splits": {"train": "train"}, "fields": dict(NIV2_FIELDS), "templates": ["niv2_definition"],
             "fixtures": [niv2_fixture(task, metadata, shipped)],
         }
@@ -202,29 +207,32 @@ def cot_entries(info: list[dict], out: Path) -> int:
     for r in info:
         if r["Source"] == "CoT":
             by_dataset[r["Dataset"]].append(r)
-    for name in sorted(by_dataset):
-        rows, stem = by_dataset[name], COT_FILES[name]
+    for info_name in sorted(by_dataset):
+        rows, (name, stem) = by_dataset[info_name], COT_SETS[info_name]
         shipped = ROOT / "data" / "cot" / f"{stem}_train.tsv"
+        sample = {}
         if shipped.exists():
             first = shipped.read_text(encoding="utf-8").splitlines()[0].split("\t")
             q, a, rat = (p.replace("\\n", "\n").strip() for p in first)
-            fixture = {"row_id": "train:1", "source": f"first line of the shipped data/cot/{stem}_train.tsv",
+            fixture = {"row_id": "train:1", "source": f"first line of flan/v2/cot_data/{stem}_train.tsv (shipped sample data/cot/{stem}_train.tsv)",
                        "fields": {"question": q, "answer": a, "rationale": rat}}
-            loader = {"path": f"../../data/cot/{stem}_train.tsv"}
-            description = f"Flan chain-of-thought data for {stem}: question, answer and a human-written rationale (first 300 rows shipped)."
+            sample = {"sample_loader": {"type": "cot_tsv", "args": {"path": f"../../data/cot/{stem}_train.tsv"}}}
+            description = (f"Flan chain-of-thought data for {stem}: question, answer and a human-written rationale "
+                           f"(flan/v2/cot_data/{stem}_train.tsv; its first 300 rows ship in data/cot for the demo).")
         else:
             fixture = {"row_id": "fixture:0", "source": "written for flanmix in the style of the set (its TSV is not shipped)",
                        "fields": dict(COT_FIXTURES[name])}
-            loader = {"path": f"{FLAN_RAW}/{stem}_train.tsv",
-                      "hint": f"the TSV lives in google-research/FLAN at flan/v2/cot_data/{stem}_train.tsv; clone the "
-                              f"repository (with git-lfs if the file is an LFS pointer) and set loader.args.path to the local file."}
-            description = f"Flan chain-of-thought data for {stem}: question, answer and rationale (not shipped; read from the FLAN repository)."
+            description = (f"Flan chain-of-thought data for {stem}: question, answer and rationale "
+                           f"(flan/v2/cot_data/{stem}_train.tsv; no sample ships).")
+        loader = {"file": f"{stem}_train.tsv",
+                  "hint": f"FLAN keeps this set at flan/v2/cot_data/{stem}_train.tsv in google-research/FLAN."}
         categories = [r["Generic Task Category"] for r in rows]
         entry = {
-            "schema_version": 1, "name": name, "description": description, "collections": ["cot"], "info_source": "CoT",
+            "schema_version": 1, "name": name, **({"source_dataset": info_name} if info_name != name else {}),
+            "description": description, "collections": ["cot"], "info_source": "CoT",
             "task_categories": categories, "inversion_categories": [c for c in categories if c in COT_INVERSIONS],
             "languages": languages(rows[0]["Languages"]), "license": "Apache-2.0 (Flan Collection CoT release)",
-            "default_cap": 100000, "loader": {"type": "cot_tsv", "args": loader}, "splits": {"train": "train"},
+            "default_cap": 100000, "loader": {"type": "cot_tsv", "args": loader}, **sample, "splits": {"train": "train"},
             "fields": {"question": "string", "answer": "string", "rationale": "string"},
             "templates": ["cot_qa", "cot_inversion"], "fixtures": [fixture],
         }
