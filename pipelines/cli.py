@@ -222,7 +222,7 @@ def preview(catalog, families, dataset: str, n: int, template_id: str | None, us
             print(f"[dead letter] {problem}\n")
             continue
         try:
-            inputs, targets = render(compile_template(t), row.fields)
+            inputs, targets = render(compile_template(t), row.fields, (0, dataset, row.row_id))
         except RenderError as exc:
             print(f"[dead letter] {exc}\n")
             continue

@@ -84,7 +84,10 @@ def lint_static(entries: Iterable[DatasetEntry], families: Mapping[str, Template
 
 def sample_rows(entry: DatasetEntry, split: str, rows: int, read_source: bool = True):
     """(fixture rows + up to `rows` real rows when the source is readable offline, problems)."""
-    sample, problems = fixture_rows(entry), []
+    # Fixture rows that state they must be dropped (expect.dropped) are checked by the fixture tests,
+    # not rendered here: their drop is the expected outcome, not a problem.
+    sample = [row for f, row in zip(entry.fixtures, fixture_rows(entry)) if "dropped" not in (f.get("expect") or {})]
+    problems = []
     source = (entry.loader_type, entry.loader_args)
     if entry.sample_loader_type and not offline_ready(*source, entry.splits[split]):
         source = (entry.sample_loader_type, entry.sample_loader_args)  # the shipped sample: real rows too
@@ -123,7 +126,7 @@ def lint_render(
         compiled = compile_template(t)
         for row in checked:
             try:
-                render_with_choices(compiled, row.fields)
+                render_with_choices(compiled, row.fields, (0, entry.name, row.row_id))
             except RenderError as exc:
                 problems.append(Problem(t.source_path, f"dataset {entry.name} row {row.row_id}: {exc}"))
     return problems

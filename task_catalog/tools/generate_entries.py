@@ -10,8 +10,8 @@ written by hand (datasets/flan2021, dialog, program_synthesis); tests/test_catal
 every entry against the facts.
 
 Inputs: facts/flan_collection_info.csv (google-research/FLAN, Apache-2.0: source, dataset, task,
-category and languages per task), facts/flan_datasets.csv (loader facts per dataset, from a reading
-of the FLAN code), the NIV2 task metadata (definition and one positive example per task, exported
+category and languages per task), facts/t0_prompt_types.csv (FLAN's task_type per P3 prompt, from
+constants_t0.T0_TRAIN_TASK_METADATA), the NIV2 task metadata (definition and one positive example per task, exported
 from FLAN's constants_niv2.py; used for fixture rows of tasks whose file is not shipped), and the
 shipped samples in task_catalog/data/.
 """
@@ -21,7 +21,6 @@ import argparse
 import ast
 import csv
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -165,37 +164,45 @@ def niv2_entries(info: list[dict], metadata: dict, out: Path) -> int:
     return len(rows)
 
 
-def t0_type_counts(notes: str) -> tuple[int, int, int]:
-    m = re.search(r"question_answer=(\d+), multiple_choice=(\d+), multiple_choice_separated_options=(\d+)", notes)
-    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
-
-
-def t0_entries(info: list[dict], facts: dict[str, dict], out: Path) -> int:
+def t0_entries(info: list[dict], types: dict[str, str], out: Path) -> int:
+    """One entry per P3 prompt. FLAN's task_type per prompt (facts/t0_prompt_types.csv, from
+    constants_t0.T0_TRAIN_TASK_METADATA) decides how answer choices appear in the options settings:
+    `t0_multiple_choice` prompts already list their choices in the P3 text, so their options templates
+    present the prompt as it is (the choices once, and the target checked against them);
+    `t0_multiple_choice_separated_options` prompts carry the choices only in `answer_choices`, so
+    their options templates add them; `t0_question_answer` prompts have no choices."""
     rows = sorted((r for r in info if r["Source"] == "T0"), key=lambda r: r["Specific Task Category"])
     for r in rows:
         prompt, source, category = r["Specific Task Category"], r["Dataset"], r["Generic Task Category"]
-        qa, mc, sep = t0_type_counts(facts[source]["notes"])
-        with_choices = qa == 0 and (mc + sep) > 0  # every prompt of this dataset carries answer_choices
+        kind = types[prompt]
         fields = {"inputs_pretokenized": "string", "targets_pretokenized": "string"}
         tvars = {"question": "inputs_pretokenized | replace('\\n', ' ') | trim",
                  "answer": "targets_pretokenized | replace('\\n', '') | trim"}
         text, target, choices = T0_FIXTURES[category]
+        if kind == "t0_multiple_choice":  # P3's own wording already shows the choices
+            text = text + "\nChoices:\n" + "\n".join(f"- {c}" for c in choices)
         fixture = {"inputs_pretokenized": text, "targets_pretokenized": target}
-        if with_choices:
+        templates, notes = ["t0_prompted"], "This prompt has no answer choices, so only no-options framings apply."
+        if kind != "t0_question_answer":
             fields["answer_choices"] = "list[string]"
             tvars["options"] = "answer_choices | map('replace', '\\n', '') | map('trim') | list"
             fixture["answer_choices"] = list(choices)
+            if kind == "t0_multiple_choice":
+                templates = ["t0_prompted", "t0_prompted_inline_options"]
+                notes = ("The P3 prompt already lists its answer choices, so the options templates (t0_prompted_inline_options) "
+                         "show the prompt as it is, with the choices once, as FLAN does.")
+            else:
+                templates = ["t0_prompted", "t0_prompted_options"]
+                notes = ("The P3 prompt carries its answer choices only in answer_choices, so the options templates "
+                         "(t0_prompted_options) list them after the prompt.")
         entry = {
             "schema_version": 1, "name": prompt.lower(), "source_dataset": source,
             "description": f"T0-SF: P3 prompt {prompt} (dataset {source}); each P3 prompt is its own task.",
             "collections": ["t0"], "info_source": "T0", "task_categories": [category],
             "languages": languages(r["Languages"]), "license": "Apache-2.0 (bigscience/P3)", "default_cap": 20000,
             "loader": {"type": "hf_datasets", "args": {"dataset": "bigscience/P3", "name": prompt, "hint": P3_HINT}},
-            "splits": {"train": "train"}, "fields": fields, "template_vars": tvars,
-            "templates": ["t0_prompted", "t0_prompted_options"] if with_choices else ["t0_prompted"],
-            "notes": "Inputs are the P3 prompt with newlines flattened to spaces, as FLAN does. "
-                     + ("Its answer choices are listed again by the t0_prompted_options templates."
-                        if with_choices else "Not every prompt of this dataset has answer choices, so only no-options framings apply."),
+            "splits": {"train": "train"}, "fields": fields, "template_vars": tvars, "templates": templates,
+            "notes": f"FLAN task type {kind}. Inputs are the P3 prompt with newlines flattened to spaces, as FLAN does. " + notes,
             "fixtures": [{"row_id": "fixture:0", "source": "written for flanmix (P3 rows are not shipped)", "fields": fixture}],
         }
         dump(out / "t0" / f"{prompt.lower()}.yaml", entry)
@@ -246,10 +253,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "datasets"), help="catalog datasets directory")
     args = parser.parse_args()
     info = read_csv("flan_collection_info.csv")
-    facts = {r["dataset"]: r for r in read_csv("flan_datasets.csv")}
+    types = {r["prompt"]: r["task_type"] for r in read_csv("t0_prompt_types.csv")}
     metadata = json.loads(Path(args.niv2_metadata).read_text(encoding="utf-8"))
     out = Path(args.out)
-    counts = {"niv2": niv2_entries(info, metadata, out), "t0": t0_entries(info, facts, out), "cot": cot_entries(info, out)}
+    counts = {"niv2": niv2_entries(info, metadata, out), "t0": t0_entries(info, types, out), "cot": cot_entries(info, out)}
     print("wrote " + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" entries under {out}")
 
 
