@@ -233,6 +233,9 @@ def cot_entries(info: list[dict], out: Path) -> int:
                            f"(flan/v2/cot_data/{stem}_train.tsv; no sample ships).")
         loader = {"file": f"{stem}_train.tsv",
                   "hint": f"FLAN keeps this set at flan/v2/cot_data/{stem}_train.tsv in google-research/FLAN."}
+        # Every forward template's target carries the rationale and the answer; its prompt shows the question.
+        fixture["expect"] = {"target": fixture["fields"]["answer"], "rationale": fixture["fields"]["rationale"],
+                             "inputs_contain": [fixture["fields"]["question"]]}
         categories = [r["Generic Task Category"] for r in rows]
         entry = {
             "schema_version": 1, "name": name, **({"source_dataset": info_name} if info_name != name else {}),
@@ -241,7 +244,7 @@ def cot_entries(info: list[dict], out: Path) -> int:
             "languages": languages(rows[0]["Languages"]), "license": "Apache-2.0 (Flan Collection CoT release)",
             "default_cap": 100000, "loader": {"type": "cot_tsv", "args": loader}, **sample, "splits": {"train": "train"},
             "fields": {"question": "string", "answer": "string", "rationale": "string"},
-            "templates": ["cot_qa", "cot_inversion"], "fixtures": [fixture],
+            "templates": [name], "fixtures": [fixture],
         }
         dump(out / "cot" / f"{name}.yaml", entry)
     return len(by_dataset)
