@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_COT = ROOT.parent / "shared" / "data" / "flan" / "cot"
-NAMES = {"gsm8k": "cot_gsm8k", "strategyqa": "cot_strategyqa"}
+NAMES = {"aqua": "stream_aqua", "qed": "stream_qed"}  # FLAN's task names: stream_ for these two, cot_ else
 
 ENTRY = """schema_version: 1
 name: {name}
@@ -63,7 +63,7 @@ def make_catalog(cot_dir: Path, work: Path) -> tuple[Path, Path]:
     names = []
     for f in files:
         base = f.name.replace("_train.tsv", "")
-        name = NAMES.get(base, f"stream_{base}")
+        name = NAMES.get(base, f"cot_{base}")
         names.append(name)
         (work / "catalog" / f"{name}.yaml").write_text(ENTRY.format(name=name, path=f))
     mixture = work / "cot_full.yaml"

@@ -17,10 +17,11 @@ name: small
 description: Three shipped datasets for runner and publishing tests.
 seed: 0
 split: train
+data: samples
 sequence_length: {inputs: 256, targets: 64}
 members:
   - dataset: cot_gsm8k
-  - dataset: stream_creak
+  - dataset: cot_creak
   - dataset: task1146_country_capital
 """
 SMALL_EXAMPLES = 300 + 300 + 8

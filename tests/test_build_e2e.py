@@ -43,7 +43,7 @@ def rendered_rows(plan, catalog, families):
     """Every source row with its fields, keyed by provenance dataset and row id."""
     rows = {}
     for name in plan.datasets:
-        entry = catalog[name]
+        entry = plan.catalog[name]  # as the build read it (demo: the shipped samples)
         loader = get_loader(entry.loader_type)
         for shard in loader.plan(name, plan.split, entry.splits[plan.split], entry.loader_args):
             for row in loader.read(shard):
@@ -101,7 +101,7 @@ def test_manifest_describes_the_corpus(demo_corpus, vocab):
     assert manifest["num_examples"] == 2673
     assert manifest["dead_letter"]["count"] == 0
     assert sum(d["rows_read"] for d in manifest["datasets"].values()) == 2673
-    assert set(manifest["provenance"]["template_families"]) >= {"cot_qa", "cot_inversion", "niv2_definition"}
+    assert set(manifest["provenance"]["template_families"]) >= {"cot_gsm8k", "cot_creak", "niv2_definition"}  # per-dataset CoT families
     mixing = manifest["mixing"]
     assert mixing["target_examples"] == 2673 and mixing["downsampled"] == mixing["upsampled"] == 0
     for group in ("collections", "prompt_settings"):
@@ -152,7 +152,7 @@ def test_shards_that_receive_no_rows_still_exist_empty_with_the_schema(tmp_path,
     from pipelines.formats import layouts as features
 
     mixture = tmp_path / "tiny.yaml"
-    mixture.write_text("schema_version: 1\nname: tiny\nsequence_length: {inputs: 256, targets: 64}\n"
+    mixture.write_text("schema_version: 1\nname: tiny\ndata: samples\nsequence_length: {inputs: 256, targets: 64}\n"
                        "members:\n  - dataset: task1146_country_capital\n", encoding="utf-8")
     out = tmp_path / "packed"
     build_corpus(out, catalog, families, vocab, mixture=str(mixture), num_shards=16)

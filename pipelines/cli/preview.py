@@ -21,6 +21,14 @@ def preview_rows(entry, n: int, use_fixtures: bool):
             return list(itertools.islice((r for s in shards for r in loader.read(s)), n)), None
         except FlanmixError as exc:
             note = f"source unavailable ({exc}); showing the entry's fixture rows instead"
+            if entry.sample_loader_type:  # the shipped sample: real rows, just not all of them
+                sample = get_loader(entry.sample_loader_type)
+                try:
+                    shards = sample.plan(entry.name, split, entry.splits[split], entry.sample_loader_args)
+                    rows = list(itertools.islice((r for s in shards for r in sample.read(s)), n))
+                    return rows, f"full source unavailable ({str(exc).splitlines()[0]}); showing the shipped sample instead"
+                except FlanmixError:
+                    pass
     else:
         note = "showing the entry's fixture rows (--fixtures)"
     rows = fixture_rows(entry)[:n]
@@ -52,7 +60,7 @@ def preview(catalog, families, dataset: str, n: int, template_id: str | None, us
             print(f"[dead letter] {problem}\n")
             continue
         try:
-            inputs, targets = render(compile_template(t), row.fields)
+            inputs, targets = render(compile_template(t), row.fields, (0, dataset, row.row_id))
         except RenderError as exc:
             print(f"[dead letter] {exc}\n")
             continue

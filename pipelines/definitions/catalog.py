@@ -8,6 +8,7 @@ Nothing is registered globally: callers hold the returned `Catalog` and pass it 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ class DatasetEntry:
     template_vars: Mapping[str, str] = field(default_factory=dict)
     fixtures: tuple[Mapping[str, object], ...] = ()
     notes: str = ""
+    # The shipped sample (task_catalog/data/) read instead of the full source by `data: samples`
+    # mixtures (the offline demo, tests); empty when the entry has none.
+    sample_loader_type: str = ""
+    sample_loader_args: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def collection(self) -> str:
@@ -151,7 +156,19 @@ def parse_entry(raw: object, source: Path, content: bytes | None = None) -> Data
         template_vars=dict(raw.get("template_vars", {})),
         fixtures=tuple(raw.get("fixtures", ())),
         notes=raw.get("notes", ""),
+        sample_loader_type=raw.get("sample_loader", {}).get("type", ""),
+        sample_loader_args=_resolve_args(raw.get("sample_loader", {}).get("args", {}), source.parent),
     )
+
+
+def with_sample_source(entry: DatasetEntry) -> DatasetEntry:
+    """The entry reading its shipped sample instead of the full source (mixtures with `data: samples`).
+    Why a swap and not a second entry: the sample is the same task (same name, cap, templates), and
+    the catalog's counts stay those of the Flan Collection."""
+    if not entry.sample_loader_type:
+        raise CatalogError(f"{entry.source_path}: dataset {entry.name} has no sample_loader (shipped sample), "
+                           f"so a mixture with `data: samples` cannot use it")
+    return dataclasses.replace(entry, loader_type=entry.sample_loader_type, loader_args=dict(entry.sample_loader_args))
 
 
 def load_entry(path: Path) -> DatasetEntry:

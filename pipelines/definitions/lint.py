@@ -85,14 +85,20 @@ def lint_static(entries: Iterable[DatasetEntry], families: Mapping[str, Template
 
 def sample_rows(entry: DatasetEntry, split: str, rows: int, read_source: bool = True):
     """(fixture rows + up to `rows` real rows when the source is readable offline, problems)."""
-    sample, problems = fixture_rows(entry), []
+    # Fixture rows that state they must be dropped (expect.dropped) are checked by the fixture tests,
+    # not rendered here: their drop is the expected outcome, not a problem.
+    sample = [row for f, row in zip(entry.fixtures, fixture_rows(entry)) if "dropped" not in (f.get("expect") or {})]
+    problems = []
     missing = lint_sources.missing_local_source(entry, split) if read_source else None
     if missing:
         problems.append(Problem(entry.source_path, missing))
-    if read_source and rows > 0 and offline_ready(entry.loader_type, entry.loader_args, entry.splits[split]):
-        loader = get_loader(entry.loader_type)
+    source = (entry.loader_type, entry.loader_args)
+    if entry.sample_loader_type and not offline_ready(*source, entry.splits[split]):
+        source = (entry.sample_loader_type, entry.sample_loader_args)  # the shipped sample: real rows too
+    if read_source and rows > 0 and offline_ready(*source, entry.splits[split]):
+        loader = get_loader(source[0])
         try:
-            shards = loader.plan(entry.name, split, entry.splits[split], entry.loader_args)
+            shards = loader.plan(entry.name, split, entry.splits[split], source[1])
             sample += list(itertools.islice((r for s in shards for r in loader.read(s)), rows))
         except FlanmixError as exc:
             problems.append(Problem(entry.source_path, f"dataset {entry.name}: cannot read rows to render: {exc}"))
@@ -124,7 +130,7 @@ def lint_render(
         compiled = compile_template(t)
         for row in checked:
             try:
-                render_with_choices(compiled, row.fields)
+                render_with_choices(compiled, row.fields, (0, entry.name, row.row_id))
             except RenderError as exc:
                 problems.append(Problem(t.source_path, f"dataset {entry.name} row {row.row_id}: {exc}"))
     if read_source and rows > 0:  # every row of a small local source, one template each

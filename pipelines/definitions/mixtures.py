@@ -23,7 +23,7 @@ from typing import Mapping
 from pipelines import resources
 from pipelines.definitions import safe_yaml
 from pipelines.runner import argcheck
-from pipelines.definitions.catalog import Catalog, DatasetEntry
+from pipelines.definitions.catalog import Catalog, DatasetEntry, with_sample_source
 from pipelines.errors import CatalogError
 from pipelines.definitions.schema_check import validate
 
@@ -55,6 +55,7 @@ class Mixture:
     members: tuple[MixtureMember, ...]
     seed: int = 0
     split: str = "train"
+    data: str = "full"  # "samples": entries read their shipped sample_loader (see resolve_datasets)
     inputs_length: int = DEFAULT_LENGTHS["inputs"]
     targets_length: int = DEFAULT_LENGTHS["targets"]
     overlong: str = "truncate"
@@ -128,6 +129,7 @@ def load_mixture(name_or_path: str | Path, _stack: tuple[str, ...] = ()) -> Mixt
         members=members,
         seed=raw.get("seed", 0),
         split=raw.get("split", "train"),
+        data=raw.get("data", "full"),
         inputs_length=lengths["inputs"],
         targets_length=lengths["targets"],
         overlong=raw.get("overlong", "truncate"),
@@ -155,16 +157,24 @@ def _member_entries(mixture: Mixture, member: MixtureMember, catalog: Catalog, e
     return entries
 
 
-def resolve_datasets(mixture: Mixture, catalog: Catalog, _excluded: frozenset = frozenset()) -> list[DatasetEntry]:
-    """Every catalog entry the mixture (and its sub-mixtures) covers, in name order, each once."""
+def resolve_datasets(
+    mixture: Mixture, catalog: Catalog, _excluded: frozenset = frozenset(), _data: str | None = None
+) -> list[DatasetEntry]:
+    """Every catalog entry the mixture (and its sub-mixtures) covers, in name order, each once. With
+    `data: samples` (set on the top mixture, it holds for its sub-mixtures) each entry reads its
+    shipped sample instead of the full source."""
     excluded = set(_excluded) | set(mixture.exclude)
+    data = _data or mixture.data
     chosen: dict[str, DatasetEntry] = {}
     for member in mixture.members:
         if member.mixture:
-            for e in resolve_datasets(mixture.submixtures[member.mixture], catalog, frozenset(excluded)):
+            for e in resolve_datasets(mixture.submixtures[member.mixture], catalog, frozenset(excluded), data):
                 chosen[e.name] = e
         else:
-            chosen.update((e.name, e) for e in _member_entries(mixture, member, catalog, excluded))
+            chosen.update(
+                (e.name, with_sample_source(e) if data == "samples" else e)
+                for e in _member_entries(mixture, member, catalog, excluded)
+            )
     for entry in chosen.values():
         if mixture.split not in entry.splits:
             raise CatalogError(f"{entry.source_path}: dataset {entry.name} has no split {mixture.split!r} (has {sorted(entry.splits)})")

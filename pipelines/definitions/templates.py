@@ -32,6 +32,7 @@ from jinja2 import meta
 
 from pipelines import resources
 from pipelines.definitions import render_budget, safe_yaml, text_filters
+from pipelines.planning import hashing
 from pipelines.errors import RenderError, TemplateError
 from pipelines.definitions.schema_check import validate
 
@@ -75,6 +76,23 @@ def _drop(reason: str = "dropped by a template_vars filter"):
     raise DroppedRow(str(reason))
 
 
+ROW_KEY = "__row_key__"  # render-context slot: (seed, dataset, row id) of the row being rendered
+
+
+@jinja2.pass_context
+def _keyed_choice(context, n: int, purpose: str = "template_vars") -> int:
+    """`keyed_choice(n)`: an index in [0, n) fixed by a keyed hash of (build seed, dataset, row id),
+    for preprocessing that FLAN randomises per example (which dialog turn becomes the target). The
+    same row always gets the same index in every build with that seed, whatever the runner or worker
+    count, and all copies of an upsampled row agree. `purpose` separates independent choices of one
+    row. Renders without a row key (lint, fixture checks) use (0, '', ''). n < 1 drops the row."""
+    n = int(n)
+    if n < 1:
+        raise DroppedRow(f"keyed_choice({n}): nothing to choose from")
+    seed, dataset, row_id = context.get(ROW_KEY) or (0, "", "")
+    return hashing.keyed_choice(n, int(seed), f"{purpose}", str(dataset), str(row_id))
+
+
 def _promptsource_part(text: str, index: int) -> str:
     """Part `index` of a rendered promptsource template split at `|||` ('' when it has none)."""
     parts = str(text).split(CHOICE_SEPARATOR)
@@ -84,11 +102,13 @@ def _promptsource_part(text: str, index: int) -> str:
 def make_environment() -> jinja2.Environment:
     """The sandbox. Besides Jinja's own: the global `drop(reason)` sends the row to the dead-letter
     output with that reason (the catalog's way to filter rows, e.g. SNLI items without a gold label);
+    `keyed_choice(n)` is an index in [0, n) fixed per (seed, dataset, row id) (see `_keyed_choice`);
     the filter `promptsource_part(i)` keeps part i of a text split at `|||` (imported templates)."""
     env = render_budget.BoundedSandbox(  # ImmutableSandboxedEnvironment with time and size budgets
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
     )
     env.globals["drop"] = _drop
+    env.globals["keyed_choice"] = _keyed_choice
     env.add_filters({"promptsource_part": _promptsource_part, **text_filters.FILTERS})
     return env
 
@@ -258,11 +278,16 @@ def options_block(choices: Sequence[str]) -> str:
 
 
 @render_budget.bounded()  # each row's render runs under the time and output-size budget
-def render_with_choices(compiled: CompiledTemplate, fields: Mapping[str, Any]) -> tuple[str, str, list[str] | None]:
+def render_with_choices(
+    compiled: CompiledTemplate, fields: Mapping[str, Any], row_key: tuple[int, str, str] | None = None
+) -> tuple[str, str, list[str] | None]:
     """(inputs, targets, answer choices or None). Raises RenderError (a dead-letter reason) on any
-    failure, an empty result, or, for a template with answer_choices, a target that is not a choice."""
+    failure, an empty result, or, for a template with answer_choices, a target that is not a choice.
+    `row_key` (seed, dataset, row id) feeds `keyed_choice(n)` in template_vars."""
     context = dict(fields)
     context.setdefault(RAW, fields)
+    if row_key is not None:
+        context[ROW_KEY] = row_key
     tid = compiled.template.id
     try:
         for name, expression in compiled.variables:
@@ -297,7 +322,9 @@ def render_with_choices(compiled: CompiledTemplate, fields: Mapping[str, Any]) -
     return inputs, targets, choices
 
 
-def render(compiled: CompiledTemplate, fields: Mapping[str, Any]) -> tuple[str, str]:
+def render(
+    compiled: CompiledTemplate, fields: Mapping[str, Any], row_key: tuple[int, str, str] | None = None
+) -> tuple[str, str]:
     """Render one row. Raises RenderError (a dead-letter reason) on any failure or empty result."""
-    inputs, targets, _ = render_with_choices(compiled, fields)
+    inputs, targets, _ = render_with_choices(compiled, fields, row_key)
     return inputs, targets

@@ -26,8 +26,9 @@ def tokens_per_example(task: str, pool, templates, settings, plan, vocab: Vocabu
         for variant, p in variants:
             compiled = compile_template(variant.template)
             try:
-                inputs, targets = render(compiled, fields)
-                shots = tuple(plan.few_shot.target_separator.join(render(compiled, f)) for _, f in variant.exemplars)
+                inputs, targets = render(compiled, fields, (plan.seed, task, row_id))
+                shots = tuple(plan.few_shot.target_separator.join(render(compiled, f, (plan.seed, task, ex_id)))
+                              for ex_id, f in variant.exemplars)
             except RenderError:
                 continue
             samples.append((inputs, targets, shots, p))

@@ -68,14 +68,14 @@ class RenderBatchFn(beam.DoFn):
                 )
                 ct = compiled[variant.template.id]
                 try:
-                    inputs, targets = render(ct, row.fields)
+                    inputs, targets = render(ct, row.fields, (plan.seed, dataset, row.row_id))
                 except RenderError as exc:
                     yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "render", str(exc)))
                     continue
                 shots = []
                 for ex_id, ex_fields in variant.exemplars:
                     try:
-                        ex_in, ex_tg = render(ct, ex_fields)
+                        ex_in, ex_tg = render(ct, ex_fields, (plan.seed, dataset, ex_id))
                     except RenderError:
                         counts[counters.EXEMPLAR_RENDER_FAILED.key(dataset)] += 1
                         continue

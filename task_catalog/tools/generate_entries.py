@@ -10,8 +10,8 @@ written by hand (datasets/flan2021, dialog, program_synthesis); tests/test_catal
 every entry against the facts.
 
 Inputs: facts/flan_collection_info.csv (google-research/FLAN, Apache-2.0: source, dataset, task,
-category and languages per task), facts/flan_datasets.csv (loader facts per dataset, from a reading
-of the FLAN code), the NIV2 task metadata (definition and one positive example per task, exported
+category and languages per task), facts/t0_prompt_types.csv (FLAN's task_type per P3 prompt, from
+constants_t0.T0_TRAIN_TASK_METADATA), the NIV2 task metadata (definition and one positive example per task, exported
 from FLAN's constants_niv2.py; used for fixture rows of tasks whose file is not shipped), and the
 shipped samples in task_catalog/data/.
 """
@@ -21,7 +21,6 @@ import argparse
 import ast
 import csv
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,15 +31,19 @@ FACTS = ROOT / "tools" / "facts"
 HEADER = "# flanmix catalog entry (schemas/catalog_entry.schema.json), written by task_catalog/tools/generate_entries.py\n"
 NIV2_FIELDS = {"definition": "string", "positive_examples": "list[object]", "input": "string", "output": "string", "outputs": "list[string]"}
 COT_INVERSIONS = ["Question Generation", "Explanation Generation", "Generate Question and Answer from Explanation"]
-COT_FILES = {  # entry name -> TSV stem in flan/v2/cot_data
-    "cot_gsm8k": "gsm8k", "cot_strategyqa": "strategyqa", "stream_aqua": "aqua", "stream_creak": "creak",
-    "stream_ecqa": "ecqa", "stream_esnli": "esnli", "stream_qasc": "qasc", "stream_qed": "qed",
-    "stream_sensemaking": "sensemaking",
+# flan_collection_info.csv name -> (FLAN's task name in task_configs.py, TSV stem in flan/v2/cot_data).
+# FLAN names a set `stream_` only for aqua and qed (lower-quality "stream" annotations); the CSV
+# calls seven of them stream_*, so the entry keeps the CSV's name as its source_dataset.
+COT_SETS = {
+    "cot_gsm8k": ("cot_gsm8k", "gsm8k"), "cot_strategyqa": ("cot_strategyqa", "strategyqa"),
+    "stream_aqua": ("stream_aqua", "aqua"), "stream_creak": ("cot_creak", "creak"),
+    "stream_ecqa": ("cot_ecqa", "ecqa"), "stream_esnli": ("cot_esnli", "esnli"),
+    "stream_qasc": ("cot_qasc", "qasc"), "stream_qed": ("stream_qed", "qed"),
+    "stream_sensemaking": ("cot_sensemaking", "sensemaking"),
 }
-FLAN_RAW = "https://raw.githubusercontent.com/google-research/FLAN/main/flan/v2/cot_data"
 # CoT sets whose TSV is not shipped (the local FLAN mirror lacks them): one invented row each.
 COT_FIXTURES = {
-    "stream_esnli": {
+    "cot_esnli": {
         "question": "Premise: \"Two children are building a sandcastle on a beach.\"\nHypothesis: \"Kids are playing outdoors.\"\nIs the hypothesis entailed by the premise?\nOptions:\n- yes\n- it is not possible to tell\n- no",
         "answer": "yes",
         "rationale": "Building a sandcastle on a beach is a way of playing, and a beach is outdoors.",
@@ -148,11 +151,12 @@ def niv2_entries(info: list[dict], metadata: dict, out: Path) -> int:
         entry = {
             "schema_version": 1, "name": task, "source_dataset": source,
             "description": f"Super-NaturalInstructions task {task} (source dataset: {source}"
-                           + ("; instances truncated to the first few)." if shipped else ")."),
+                           + ("; a sample of its first instances ships in data/niv2 for the demo)." if shipped else ")."),
             "collections": ["niv2"], "info_source": "NIv2",
             "task_categories": [r["Generic Task Category"]], "languages": languages(r["Languages"]),
             "license": "Apache-2.0 (allenai/natural-instructions)", "default_cap": 5000,
-            "loader": {"type": "niv2_json", "args": {"path": f"../../data/niv2/{task}.json"} if shipped else {"task": task}},
+            "loader": {"type": "niv2_json", "args": {"task": task}},
+            **({"sample_loader": {"type": "niv2_json", "args": {"path": f"../../data/niv2/{task}.json"}}} if shipped else {}),
             "splits": {"train": "train"}, "fields": dict(NIV2_FIELDS), "templates": ["niv2_definition"],
             "fixtures": [niv2_fixture(task, metadata, shipped)],
         }
@@ -160,37 +164,45 @@ def niv2_entries(info: list[dict], metadata: dict, out: Path) -> int:
     return len(rows)
 
 
-def t0_type_counts(notes: str) -> tuple[int, int, int]:
-    m = re.search(r"question_answer=(\d+), multiple_choice=(\d+), multiple_choice_separated_options=(\d+)", notes)
-    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
-
-
-def t0_entries(info: list[dict], facts: dict[str, dict], out: Path) -> int:
+def t0_entries(info: list[dict], types: dict[str, str], out: Path) -> int:
+    """One entry per P3 prompt. FLAN's task_type per prompt (facts/t0_prompt_types.csv, from
+    constants_t0.T0_TRAIN_TASK_METADATA) decides how answer choices appear in the options settings:
+    `t0_multiple_choice` prompts already list their choices in the P3 text, so their options templates
+    present the prompt as it is (the choices once, and the target checked against them);
+    `t0_multiple_choice_separated_options` prompts carry the choices only in `answer_choices`, so
+    their options templates add them; `t0_question_answer` prompts have no choices."""
     rows = sorted((r for r in info if r["Source"] == "T0"), key=lambda r: r["Specific Task Category"])
     for r in rows:
         prompt, source, category = r["Specific Task Category"], r["Dataset"], r["Generic Task Category"]
-        qa, mc, sep = t0_type_counts(facts[source]["notes"])
-        with_choices = qa == 0 and (mc + sep) > 0  # every prompt of this dataset carries answer_choices
+        kind = types[prompt]
         fields = {"inputs_pretokenized": "string", "targets_pretokenized": "string"}
         tvars = {"question": "inputs_pretokenized | replace('\\n', ' ') | trim",
                  "answer": "targets_pretokenized | replace('\\n', '') | trim"}
         text, target, choices = T0_FIXTURES[category]
+        if kind == "t0_multiple_choice":  # P3's own wording already shows the choices
+            text = text + "\nChoices:\n" + "\n".join(f"- {c}" for c in choices)
         fixture = {"inputs_pretokenized": text, "targets_pretokenized": target}
-        if with_choices:
+        templates, notes = ["t0_prompted"], "This prompt has no answer choices, so only no-options framings apply."
+        if kind != "t0_question_answer":
             fields["answer_choices"] = "list[string]"
             tvars["options"] = "answer_choices | map('replace', '\\n', '') | map('trim') | list"
             fixture["answer_choices"] = list(choices)
+            if kind == "t0_multiple_choice":
+                templates = ["t0_prompted", "t0_prompted_inline_options"]
+                notes = ("The P3 prompt already lists its answer choices, so the options templates (t0_prompted_inline_options) "
+                         "show the prompt as it is, with the choices once, as FLAN does.")
+            else:
+                templates = ["t0_prompted", "t0_prompted_options"]
+                notes = ("The P3 prompt carries its answer choices only in answer_choices, so the options templates "
+                         "(t0_prompted_options) list them after the prompt.")
         entry = {
             "schema_version": 1, "name": prompt.lower(), "source_dataset": source,
             "description": f"T0-SF: P3 prompt {prompt} (dataset {source}); each P3 prompt is its own task.",
             "collections": ["t0"], "info_source": "T0", "task_categories": [category],
             "languages": languages(r["Languages"]), "license": "Apache-2.0 (bigscience/P3)", "default_cap": 20000,
             "loader": {"type": "hf_datasets", "args": {"dataset": "bigscience/P3", "name": prompt, "hint": P3_HINT}},
-            "splits": {"train": "train"}, "fields": fields, "template_vars": tvars,
-            "templates": ["t0_prompted", "t0_prompted_options"] if with_choices else ["t0_prompted"],
-            "notes": "Inputs are the P3 prompt with newlines flattened to spaces, as FLAN does. "
-                     + ("Its answer choices are listed again by the t0_prompted_options templates."
-                        if with_choices else "Not every prompt of this dataset has answer choices, so only no-options framings apply."),
+            "splits": {"train": "train"}, "fields": fields, "template_vars": tvars, "templates": templates,
+            "notes": f"FLAN task type {kind}. Inputs are the P3 prompt with newlines flattened to spaces, as FLAN does. " + notes,
             "fixtures": [{"row_id": "fixture:0", "source": "written for flanmix (P3 rows are not shipped)", "fields": fixture}],
         }
         dump(out / "t0" / f"{prompt.lower()}.yaml", entry)
@@ -202,31 +214,37 @@ def cot_entries(info: list[dict], out: Path) -> int:
     for r in info:
         if r["Source"] == "CoT":
             by_dataset[r["Dataset"]].append(r)
-    for name in sorted(by_dataset):
-        rows, stem = by_dataset[name], COT_FILES[name]
+    for info_name in sorted(by_dataset):
+        rows, (name, stem) = by_dataset[info_name], COT_SETS[info_name]
         shipped = ROOT / "data" / "cot" / f"{stem}_train.tsv"
+        sample = {}
         if shipped.exists():
             first = shipped.read_text(encoding="utf-8").splitlines()[0].split("\t")
             q, a, rat = (p.replace("\\n", "\n").strip() for p in first)
-            fixture = {"row_id": "train:1", "source": f"first line of the shipped data/cot/{stem}_train.tsv",
+            fixture = {"row_id": "train:1", "source": f"first line of flan/v2/cot_data/{stem}_train.tsv (shipped sample data/cot/{stem}_train.tsv)",
                        "fields": {"question": q, "answer": a, "rationale": rat}}
-            loader = {"path": f"../../data/cot/{stem}_train.tsv"}
-            description = f"Flan chain-of-thought data for {stem}: question, answer and a human-written rationale (first 300 rows shipped)."
+            sample = {"sample_loader": {"type": "cot_tsv", "args": {"path": f"../../data/cot/{stem}_train.tsv"}}}
+            description = (f"Flan chain-of-thought data for {stem}: question, answer and a human-written rationale "
+                           f"(flan/v2/cot_data/{stem}_train.tsv; its first 300 rows ship in data/cot for the demo).")
         else:
             fixture = {"row_id": "fixture:0", "source": "written for flanmix in the style of the set (its TSV is not shipped)",
                        "fields": dict(COT_FIXTURES[name])}
-            loader = {"path": f"{FLAN_RAW}/{stem}_train.tsv",
-                      "hint": f"the TSV lives in google-research/FLAN at flan/v2/cot_data/{stem}_train.tsv; clone the "
-                              f"repository (with git-lfs if the file is an LFS pointer) and set loader.args.path to the local file."}
-            description = f"Flan chain-of-thought data for {stem}: question, answer and rationale (not shipped; read from the FLAN repository)."
+            description = (f"Flan chain-of-thought data for {stem}: question, answer and rationale "
+                           f"(flan/v2/cot_data/{stem}_train.tsv; no sample ships).")
+        loader = {"file": f"{stem}_train.tsv",
+                  "hint": f"FLAN keeps this set at flan/v2/cot_data/{stem}_train.tsv in google-research/FLAN."}
+        # Every forward template's target carries the rationale and the answer; its prompt shows the question.
+        fixture["expect"] = {"target": fixture["fields"]["answer"], "rationale": fixture["fields"]["rationale"],
+                             "inputs_contain": [fixture["fields"]["question"]]}
         categories = [r["Generic Task Category"] for r in rows]
         entry = {
-            "schema_version": 1, "name": name, "description": description, "collections": ["cot"], "info_source": "CoT",
+            "schema_version": 1, "name": name, **({"source_dataset": info_name} if info_name != name else {}),
+            "description": description, "collections": ["cot"], "info_source": "CoT",
             "task_categories": categories, "inversion_categories": [c for c in categories if c in COT_INVERSIONS],
             "languages": languages(rows[0]["Languages"]), "license": "Apache-2.0 (Flan Collection CoT release)",
-            "default_cap": 100000, "loader": {"type": "cot_tsv", "args": loader}, "splits": {"train": "train"},
+            "default_cap": 100000, "loader": {"type": "cot_tsv", "args": loader}, **sample, "splits": {"train": "train"},
             "fields": {"question": "string", "answer": "string", "rationale": "string"},
-            "templates": ["cot_qa", "cot_inversion"], "fixtures": [fixture],
+            "templates": [name], "fixtures": [fixture],
         }
         dump(out / "cot" / f"{name}.yaml", entry)
     return len(by_dataset)
@@ -238,10 +256,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "datasets"), help="catalog datasets directory")
     args = parser.parse_args()
     info = read_csv("flan_collection_info.csv")
-    facts = {r["dataset"]: r for r in read_csv("flan_datasets.csv")}
+    types = {r["prompt"]: r["task_type"] for r in read_csv("t0_prompt_types.csv")}
     metadata = json.loads(Path(args.niv2_metadata).read_text(encoding="utf-8"))
     out = Path(args.out)
-    counts = {"niv2": niv2_entries(info, metadata, out), "t0": t0_entries(info, facts, out), "cot": cot_entries(info, out)}
+    counts = {"niv2": niv2_entries(info, metadata, out), "t0": t0_entries(info, types, out), "cot": cot_entries(info, out)}
     print("wrote " + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" entries under {out}")
 
 

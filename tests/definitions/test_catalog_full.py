@@ -98,7 +98,9 @@ def test_template_coverage(catalog, families):
             assert entry.templates == ("niv2_definition",)
             assert {t.shots for t in ts} == {"zero_shot", "few_shot"}
         if entry.collection == "cot":
-            assert any(t.cot for t in ts) and any(not t.cot and not t.inversion for t in ts) and any(t.inversion for t in ts)
+            # every forward target is rationale + answer (no answer-only template); 3 of 13 inverted (FLAN 0.3 : 1.0)
+            assert all(t.cot for t in ts if not t.inversion) and len(forward_zs) >= 10, entry.name
+            assert sum(t.inversion for t in ts) * 13 == len(ts) * 3, entry.name
             assert any("step" in t.inputs for t in ts)
 
 
@@ -141,7 +143,7 @@ def test_generator_reproduces_the_committed_entries(tmp_path, catalog):
     The NIV2 metadata it needs is rebuilt from the committed fixture rows."""
     metadata = {}
     for e in catalog.by_collection("niv2"):
-        if "task" in e.loader_args:
+        if not e.sample_loader_type:  # tasks with a shipped sample take their fixture row from it
             f = e.fixtures[0]["fields"]
             metadata[e.name] = {"definition": f["definition"], "positive_examples": f["positive_examples"][0]}
     meta_path = tmp_path / "meta.json"

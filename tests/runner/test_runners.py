@@ -110,7 +110,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
     assert main(["build", "--mixture", str(mixture), "--output", str(out), "--versioned", "--num_shards", "2", "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "nothing was run" in text and "3 datasets" in text
-    assert "cot_gsm8k: cot_qa_" in text  # templates per dataset
+    assert "cot_gsm8k: cot_gsm8k_" in text  # templates per dataset (its own family)
     assert f"output: {out}/small/v1" in text and "manifest: manifest.json, written last" in text
     assert "small-train-00000-of-00002.tfrecord" in text and "--runner=FnApiRunner" in text
     assert not out.exists()

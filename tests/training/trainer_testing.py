@@ -21,11 +21,12 @@ name: trainer_test
 description: A few shipped datasets, short and long, for the trainer tests.
 seed: 0
 split: train
+data: samples
 sequence_length: {inputs: 256, targets: 64}
 overlong: truncate
 members:
   - dataset: cot_gsm8k
-  - dataset: stream_creak
+  - dataset: cot_creak
   - dataset: task1146_country_capital
   - dataset: task1332_check_leap_year
 """
