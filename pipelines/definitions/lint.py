@@ -126,13 +126,23 @@ def lint_render(
             continue
         checked.append(row)
     templates: tuple[Template, ...] = bind_templates(entry.templates, families, entry.template_vars)
+    # Fixture rows written to be dropped (`expect: {dropped: ...}`) must be dropped, not rendered.
+    meant_to_drop = {
+        str(f.get("row_id") or f"fixture:{i}"): f["expect"]["dropped"]
+        for i, f in enumerate(entry.fixtures) if "dropped" in (f.get("expect") or {})
+    }
     for t in templates:
         compiled = compile_template(t)
         for row in checked:
             try:
                 render_with_choices(compiled, row.fields, (0, entry.name, row.row_id))
             except RenderError as exc:
+                if row.row_id in meant_to_drop and "row dropped" in str(exc):
+                    continue
                 problems.append(Problem(t.source_path, f"dataset {entry.name} row {row.row_id}: {exc}"))
+            else:
+                if row.row_id in meant_to_drop:
+                    problems.append(Problem(t.source_path, f"dataset {entry.name} row {row.row_id}: expected to be dropped ({meant_to_drop[row.row_id]}) but rendered"))
     if read_source and rows > 0:  # every row of a small local source, one template each
         problems.extend(lint_sources.render_all_rows(
             entry, templates, split, Problem, lambda t, fields: render_with_choices(compile_template(t), fields)))

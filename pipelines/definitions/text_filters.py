@@ -36,3 +36,17 @@ FILTERS: dict[str, Callable] = {
     "regex_replace": regex_replace,
     "regex_split": regex_split,
 }
+
+
+def numbered_lines(items, limit: int | None = None) -> str:
+    """The first `limit` items (all when None) as "1. item" lines joined by newlines, the way FLAN shows
+    CoQA's questions/answers and the opinion_abstracts reviews/arguments so a model can refer to them by number.
+
+    >>> numbered_lines(["a", "b", "c"], 2)
+    '1. a\\n2. b'
+    """
+    chosen = list(items)[:limit] if limit is not None else list(items)
+    return "\n".join(f"{i}. {item}" for i, item in enumerate(chosen, 1))
+
+
+FILTERS["numbered_lines"] = numbered_lines
