@@ -38,6 +38,48 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def add_export_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("export", help="write a trained checkpoint in another ecosystem's format",
+                                   description="Write the newest (or --step) checkpoint of a `flanmix train` run as a "
+                                               "Hugging Face T5 directory (config.json, model.safetensors, spiece.model).")
+    parser.add_argument("--checkpoint", required=True, help="the --out directory of `flanmix train` (or its checkpoints/)")
+    parser.add_argument("--to", required=True, nargs=2, metavar=("FORMAT", "DIR"), help="hf DIR")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    return parser
+
+
+def add_parsers(subparsers) -> None:
+    """Every trainer verb (`train`, `export`, `eval`), for `pipelines.cli`."""
+    add_train_parser(subparsers)
+    add_export_parser(subparsers)
+    try:
+        from trainer.eval import add_eval_parser
+    except ImportError:  # eval not built in this checkout
+        return
+    add_eval_parser(subparsers)
+
+
+COMMANDS = ("train", "export", "eval")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a trainer verb parsed by `add_parsers`."""
+    if args.cmd == "train":
+        return cmd_train(args)
+    if args.cmd == "export":
+        return cmd_export(args)
+    from trainer.eval import cmd_eval
+
+    return cmd_eval(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from trainer.export import export
+
+    export(args.checkpoint, args.to[0], args.to[1], step=args.step)
+    return 0
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
 

@@ -70,7 +70,11 @@ class TrainConfig:
 
     corpus: str = _help("corpus directory written by `flanmix build` (holds manifest.json)")
     out: str = _help("output directory: checkpoints/, metrics.jsonl, config.json; resumes if it has checkpoints")
-    model: str = _help("model size (T5.1.1 sizes; tiny is for tests)", choices=MODEL_SIZES, default="small")
+    model: str = _help("model size (T5.1.1 sizes; tiny is for tests); auto = the --init checkpoint's, else small",
+                       choices=("auto", *MODEL_SIZES), default="auto")
+    init: str = _help("start from this checkpoint instead of random weights: a Hugging Face T5.1.1 directory "
+                      "(safetensors or pytorch_model.bin; local, gs:// or s3://), a T5X checkpoint directory, or a "
+                      "`flanmix export` directory; ignored when --out already has checkpoints (resume)", default="")
     steps: int = _help("train until this global step (a resumed run continues up to it)", default=1000)
     batch_size: int = _help("packed rows per step (global, over all devices)", default=32)
     learning_rate: float = _help("constant Adafactor learning rate", default=1e-3)
@@ -121,6 +125,8 @@ def round_up(n: int, multiple: int = VOCAB_MULTIPLE) -> int:
 
 
 def base_model_config(name: str) -> ModelConfig:
+    if name == "auto":
+        name = "small"
     if name not in MODEL_SIZES:
         from trainer.errors import ConfigError
 
@@ -128,8 +134,12 @@ def base_model_config(name: str) -> ModelConfig:
     return MODEL_SIZES[name]
 
 
-def resolve_model_config(cfg: TrainConfig, corpus_vocab_size: int, backend: str) -> ModelConfig:
+def resolve_model_config(cfg: TrainConfig, corpus_vocab_size: int, backend: str,
+                         init_model: ModelConfig | None = None) -> ModelConfig:
     """The model for this run: the named size, with the vocabulary, dropout and activation dtype filled in.
+
+    `init_model`: the architecture of the --init checkpoint; with --model auto it is the run's model, and
+    its vocabulary rows are kept unless --vocab_size says otherwise.
 
     `backend` is `jax.default_backend()`; bfloat16 activations are used on "gpu"/"tpu" unless the
     config says otherwise (CPU float32 keeps tests exact and CPUs have slow bfloat16 matmuls).
@@ -138,9 +148,12 @@ def resolve_model_config(cfg: TrainConfig, corpus_vocab_size: int, backend: str)
         dtype = "bfloat16" if backend in ("gpu", "tpu", "cuda", "rocm") else "float32"
     else:
         dtype = cfg.activation_dtype
+    if init_model is not None and cfg.model == "auto":
+        return dataclasses.replace(init_model, vocab_size=cfg.vocab_size or init_model.vocab_size,
+                                   dropout_rate=cfg.dropout_rate, activation_dtype=dtype)
     return dataclasses.replace(
         base_model_config(cfg.model),
-        vocab_size=cfg.vocab_size or round_up(corpus_vocab_size),
+        vocab_size=cfg.vocab_size or (init_model.vocab_size if init_model else round_up(corpus_vocab_size)),
         dropout_rate=cfg.dropout_rate,
         activation_dtype=dtype,
     )

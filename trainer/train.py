@@ -98,18 +98,20 @@ class Setup:
     num_params: int
 
 
-def check_corpus(cfg: TrainConfig) -> tuple[data_lib.Corpus, ModelConfig]:
-    """The cheap checks, before anything compiles: corpus layout, lengths and vocabulary vs the model."""
+def check_corpus(cfg: TrainConfig, init_model: ModelConfig | None = None) -> tuple[data_lib.Corpus, ModelConfig]:
+    """The cheap checks, before anything compiles: corpus layout, lengths and vocabulary vs the model.
+    `init_model`: the architecture of the --init checkpoint or of the run being resumed."""
     corpus = data_lib.open_corpus(cfg.corpus, cfg.data_format, cfg.layout,
                                   {"inputs": cfg.inputs_length, "targets": cfg.targets_length})
-    model_cfg = resolve_model_config(cfg, corpus.vocab_size, jax.default_backend())
+    model_cfg = resolve_model_config(cfg, corpus.vocab_size, jax.default_backend(), init_model)
     data_lib.check_model_vocab(corpus, model_cfg.vocab_size)
     return corpus, model_cfg
 
 
-def setup(cfg: TrainConfig) -> Setup:
-    """Check the corpus, build the model and optimizer, and compile init, train and eval steps."""
-    corpus, model_cfg = check_corpus(cfg)
+def setup(cfg: TrainConfig, init_model: ModelConfig | None = None, init=None) -> Setup:
+    """Check the corpus, build the model and optimizer, and compile init, train and eval steps.
+    `init`: a read `trainer.init_checkpoint.InitCheckpoint` whose weights replace the random ones."""
+    corpus, model_cfg = check_corpus(cfg, init_model)
     mesh = sharding.make_mesh(cfg.model_parallelism)
     sharding.check_batch_size(cfg.batch_size, mesh)
     layout = corpus.layout.name
@@ -138,8 +140,32 @@ def setup(cfg: TrainConfig) -> Setup:
                       out_shardings=(state_shardings, None), donate_argnums=0)
     eval_fn = jax.jit(functools.partial(eval_sums, model=model, layout=layout))
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state["params"]))
-    return Setup(corpus, model_cfg, model, tx, mesh, root_key, lambda: compiled_init(root_key), abstract_state,
+    init_state = lambda: compiled_init(root_key)  # noqa: E731
+    if init is not None:
+        init_state = pretrained_init(init, model_cfg, abstract_state, state_shardings, param_shardings, tx)
+    return Setup(corpus, model_cfg, model, tx, mesh, root_key, init_state, abstract_state,
                  step_fn, eval_fn, num_params)
+
+
+def pretrained_init(init, model_cfg: ModelConfig, abstract_state, state_shardings, param_shardings, tx) -> Callable:
+    """() -> step-0 state holding the checkpoint's parameters (shape-checked now, before anything runs)."""
+    from trainer.convert_hf import flatten, unflatten
+    from trainer.init_checkpoint import params_for
+
+    expected = {p: tuple(a.shape) for p, a in flatten(abstract_state["params"]).items()}
+    params = params_for(init, model_cfg, expected)
+    # The same tree structure (dict key order) as the abstract state, so shardings line up leaf for leaf.
+    flat = flatten(params)
+    params = unflatten({p: flat[p] for p in expected})
+
+    def make_state(p):
+        return {"step": jnp.zeros((), jnp.int32), "params": p, "opt_state": tx.init(p)}
+
+    def init_state():
+        placed = jax.device_put(params, param_shardings)
+        return jax.jit(make_state, out_shardings=state_shardings)(placed)
+
+    return init_state
 
 
 def evaluate(s: Setup, params, cfg: TrainConfig) -> dict:
@@ -150,6 +176,12 @@ def evaluate(s: Setup, params, cfg: TrainConfig) -> dict:
         sums = jax.device_get(s.eval_fn(params, sharding.put_batch(batch, s.mesh)))
         totals = {k: totals[k] + float(sums[k]) for k in totals}
     return {"eval_loss": totals["cross_entropy"] / max(totals["weight"], 1.0), "eval_tokens": int(totals["weight"])}
+
+
+def has_checkpoints(out: str) -> bool:
+    """Whether OUT/checkpoints may hold a checkpoint (always assumed for a bucket URL)."""
+    directory = os.path.join(out, "checkpoints")
+    return "://" in out or (os.path.isdir(directory) and any(n.isdigit() for n in os.listdir(directory)))
 
 
 def real_tokens(batch: dict) -> int:
@@ -170,15 +202,38 @@ class RunResult:
 def run(cfg: TrainConfig, log: Callable[[str], None] = print) -> RunResult:
     """Train until global step `cfg.steps`, resuming from the newest checkpoint in `cfg.out/checkpoints`."""
     log("flanmix train: config " + cfg.to_json())
-    corpus, model_cfg = check_corpus(cfg)
+    saved_meta, init, init_model = None, None, None
+    if has_checkpoints(cfg.out):
+        checkpoints = Checkpoints(os.path.join(cfg.out, "checkpoints"), keep=cfg.keep_checkpoints)
+        latest = checkpoints.latest_step()
+        saved_meta = checkpoints.restore_meta(latest) if latest is not None else None
+        if saved_meta is not None:  # --model auto resumes the saved architecture (e.g. one from --init)
+            init_model = ModelConfig(**saved_meta["model"])
+    elif cfg.init:
+        from trainer.init_checkpoint import read_init
+
+        init = read_init(cfg.init)
+        init_model = init.model_cfg
+        log("flanmix train: init from " + init.describe())
+    corpus, model_cfg = check_corpus(cfg, init_model)
     layout = corpus.layout.name
+    if init is not None:
+        from trainer.init_checkpoint import check_fits_corpus
+
+        check_fits_corpus(init, layout, corpus.vocab_sha256)
+        if init.vocab_sha256 is None:
+            log(f"flanmix train: warning: {init.path} has no spiece.model; cannot check that the corpus vocabulary "
+                "is the checkpoint's")
     meta = run_meta(model_cfg.architecture(), layout, corpus.vocab_sha256, corpus.vocab_size,
                     dict(corpus.lengths), dataclasses.asdict(cfg))
-    checkpoints = Checkpoints(os.path.join(cfg.out, "checkpoints"), keep=cfg.keep_checkpoints)
+    if saved_meta is None:
+        checkpoints = Checkpoints(os.path.join(cfg.out, "checkpoints"), keep=cfg.keep_checkpoints)
     latest = checkpoints.latest_step()
     if latest is not None:  # refuse a checkpoint of another model or vocabulary before compiling anything
-        check_resume(checkpoints.restore_meta(latest), meta, checkpoints.directory)
-    s = setup(cfg)
+        check_resume(saved_meta or checkpoints.restore_meta(latest), meta, checkpoints.directory)
+        if cfg.init:
+            log(f"flanmix train: resuming {checkpoints.directory}; --init {cfg.init} is not read")
+    s = setup(cfg, init_model, init)
     devices = jax.devices()
     log("flanmix train: model " + json.dumps(dataclasses.asdict(s.model_cfg), sort_keys=True)
         + f" ({s.num_params:,} parameters)")
