@@ -18,6 +18,14 @@ DESCRIPTION = ("Train a T5.1.1-style model on a flanmix corpus (Adafactor, const
                "Rerunning with the same --out resumes from its newest checkpoint.")
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags from the dataclass: the field name is the flag, its `help` metadata the help text."""
     for f in dataclasses.fields(TrainConfig):
@@ -26,6 +34,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = f.metadata["choices"]
         if f.default is dataclasses.MISSING:
             kwargs.update(required=True, type=str)
+        elif isinstance(f.default, bool):
+            kwargs.update(default=f.default, type=_boolean, metavar="{true,false}")
         else:
             kwargs.update(default=f.default, type=type(f.default))
             kwargs["help"] += " (default: %(default)s)"

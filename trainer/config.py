@@ -38,11 +38,12 @@ class ModelConfig:
     layer_norm_epsilon: float = 1e-6
     dropout_rate: float = 0.0
     activation_dtype: str = "float32"  # "bfloat16" on accelerators; parameters are always float32
+    remat: str = "none"  # rematerialization policy per layer (trainer.model.REMAT_POLICIES)
 
     def architecture(self) -> dict:
         """The fields a checkpoint's parameters depend on (dropout and dtype may change on resume)."""
         d = dataclasses.asdict(self)
-        for k in ("dropout_rate", "activation_dtype"):
+        for k in ("dropout_rate", "activation_dtype", "remat"):
             d.pop(k)
         return d
 
@@ -94,6 +95,15 @@ class TrainConfig:
     model_parallelism: int = _help("size of the mesh's model axis; the data axis gets the remaining devices", default=1)
     activation_dtype: str = _help("auto = bfloat16 on GPU/TPU, float32 on CPU", choices=("auto", "float32", "bfloat16"),
                                   default="auto")
+    remat: str = _help("activation rematerialization per layer: none (keep all), full (keep layer inputs only), "
+                       "dots (keep weight matmuls, recompute attention); auto = none if the step fits the device "
+                       "memory, else full", choices=("auto", "none", "full", "dots"), default="auto")
+    grad_accum: int = _help("split each batch into N micro-batches whose gradients are summed (same update as the "
+                            "whole batch, 1/N of the activation memory)", default=1)
+    memory_check: bool = _help("estimate the step's memory from the compiled program before the first step and stop "
+                               "if it exceeds the device's", default=True)
+    memory_limit_gb: float = _help("memory the step may use per device, in GiB; 0 = the device's (CPU: available RAM)",
+                                   default=0.0)
     vocab_size: int = _help("embedding rows; 0 = corpus vocabulary rounded up to a multiple of 128", default=0)
     inputs_length: int = _help("expected inputs length; 0 = the manifest's (a different value is refused)", default=0)
     targets_length: int = _help("expected targets length; 0 = the manifest's (a different value is refused)", default=0)
@@ -105,13 +115,15 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(f"{f.name} {getattr(self, f.name)!r} is not one of {', '.join(choices)}")
-        positive = ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "model_parallelism")
+        positive = ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every", "keep_checkpoints", "model_parallelism")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
         for name in ("eval_holdout_every", "eval_every", "vocab_size", "inputs_length", "targets_length"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more (got {getattr(self, name)})")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"batch_size {self.batch_size} is not a multiple of grad_accum {self.grad_accum}")
         if not 0.0 <= self.dropout_rate < 1.0 or self.learning_rate <= 0 or self.z_loss < 0:
             raise ConfigError(f"need 0 <= dropout_rate < 1, learning_rate > 0, z_loss >= 0 (got {self.dropout_rate}, "
                               f"{self.learning_rate}, {self.z_loss})")
@@ -148,12 +160,14 @@ def resolve_model_config(cfg: TrainConfig, corpus_vocab_size: int, backend: str,
         dtype = "bfloat16" if backend in ("gpu", "tpu", "cuda", "rocm") else "float32"
     else:
         dtype = cfg.activation_dtype
+    remat = "none" if cfg.remat == "auto" else cfg.remat  # auto: `trainer.train.setup` may switch to full
     if init_model is not None and cfg.model == "auto":
         return dataclasses.replace(init_model, vocab_size=cfg.vocab_size or init_model.vocab_size,
-                                   dropout_rate=cfg.dropout_rate, activation_dtype=dtype)
+                                   dropout_rate=cfg.dropout_rate, activation_dtype=dtype, remat=remat)
     return dataclasses.replace(
         base_model_config(cfg.model),
         vocab_size=cfg.vocab_size or (init_model.vocab_size if init_model else round_up(corpus_vocab_size)),
         dropout_rate=cfg.dropout_rate,
         activation_dtype=dtype,
+        remat=remat,
     )

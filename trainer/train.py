@@ -55,20 +55,42 @@ def dummy_batch(layout: data_lib.Layout, lengths: dict, rows: int = 1) -> dict[s
     return {name: np.zeros((rows, lengths[key]), np.int32) for name, key in layout.features}
 
 
-def train_step(state: dict, batch: dict, root_key: jax.Array, *, model, tx, layout: str, z_loss: float):
-    """One Adafactor step on one global batch; returns (new state, scalar metrics)."""
+def train_step(state: dict, batch: dict, root_key: jax.Array, *, model, tx, layout: str, z_loss: float,
+               grad_accum: int = 1):
+    """One Adafactor step on one global batch; returns (new state, scalar metrics).
+
+    The gradient is that of the summed loss divided by the batch's loss tokens. With `grad_accum` N the
+    batch is split into N micro-batches (rows i*B/N ... of each, in order), each one's summed-loss gradient
+    is computed in turn (a `lax.scan`, so only one micro-batch's activations are alive) and the sums are
+    divided by the whole batch's tokens: the same update as N = 1 up to float summation order. Micro-batch
+    i draws dropout from fold_in(step key, i)."""
     dropout_key = jax.random.fold_in(jax.random.fold_in(root_key, DROPOUT_KEY), state["step"])
-    kwargs, targets, weights = model_inputs(layout, batch)
 
-    def loss_fn(params):
-        logits = model.apply({"params": params}, **kwargs, deterministic=False, rngs={"dropout": dropout_key})
+    def summed(params, micro, key):
+        kwargs, targets, weights = model_inputs(layout, micro)
+        logits = model.apply({"params": params}, **kwargs, deterministic=False, rngs={"dropout": key})
         sums = loss_sums(logits, targets, weights, z_loss)
-        return mean_loss(sums), sums
+        return sums["cross_entropy"] + sums["z_loss"], sums
 
-    (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    grad_fn = jax.grad(summed, has_aux=True)
+    if grad_accum == 1:
+        grads, sums = grad_fn(state["params"], batch, dropout_key)
+    else:
+        micro = jax.tree.map(lambda a: a.reshape((grad_accum, a.shape[0] // grad_accum) + a.shape[1:]), batch)
+
+        def body(carry, xs):
+            index, micro_batch = xs
+            g, s = grad_fn(state["params"], micro_batch, jax.random.fold_in(dropout_key, index))
+            return jax.tree.map(jnp.add, carry, (g, s)), None
+
+        zeros = (jax.tree.map(jnp.zeros_like, state["params"]),
+                 {k: jnp.zeros((), jnp.float32) for k in ("cross_entropy", "z_loss", "weight")})
+        (grads, sums), _ = jax.lax.scan(body, zeros, (jnp.arange(grad_accum), micro))
+    tokens = jnp.maximum(sums["weight"], 1.0)
+    grads = jax.tree.map(lambda g: g / tokens, grads)
+    loss = mean_loss(sums)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates), "opt_state": opt_state}
-    tokens = jnp.maximum(sums["weight"], 1.0)
     metrics = {"loss": loss, "cross_entropy": sums["cross_entropy"] / tokens, "z_loss": sums["z_loss"] / tokens,
                "loss_tokens": sums["weight"], "grad_norm": optax.tree.norm(grads)}
     return new_state, metrics
@@ -96,6 +118,7 @@ class Setup:
     step_fn: Callable  # jitted train_step(state, batch, root_key)
     eval_fn: Callable  # jitted eval_sums(params, batch)
     num_params: int
+    memory: "memory_lib.MemoryEstimate | None" = None  # the compiled train step's, when it was checked
 
 
 def check_corpus(cfg: TrainConfig, init_model: ModelConfig | None = None) -> tuple[data_lib.Corpus, ModelConfig]:
@@ -136,15 +159,44 @@ def setup(cfg: TrainConfig, init_model: ModelConfig | None = None, init=None) ->
     state_shardings = compiled_init.output_shardings
     abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                   jax.eval_shape(init_fn, root_key), state_shardings)
-    step_fn = jax.jit(functools.partial(train_step, model=model, tx=tx, layout=layout, z_loss=cfg.z_loss),
-                      out_shardings=(state_shardings, None), donate_argnums=0)
+    step_fn, model, model_cfg, estimate = compile_step(cfg, model_cfg, layout, tx, mesh, abstract_state, state_shardings,
+                                                       root_key, corpus)
     eval_fn = jax.jit(functools.partial(eval_sums, model=model, layout=layout))
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state["params"]))
     init_state = lambda: compiled_init(root_key)  # noqa: E731
     if init is not None:
         init_state = pretrained_init(init, model_cfg, abstract_state, state_shardings, param_shardings, tx)
     return Setup(corpus, model_cfg, model, tx, mesh, root_key, init_state, abstract_state,
-                 step_fn, eval_fn, num_params)
+                 step_fn, eval_fn, num_params, estimate)
+
+
+def compile_step(cfg: TrainConfig, model_cfg: ModelConfig, layout: str, tx, mesh, abstract_state, state_shardings,
+                 root_key, corpus):
+    """Compile the train step for the global batch shape and check its memory before anything runs.
+
+    `--remat auto` tries no rematerialization first and falls back to full rematerialization when the
+    estimate does not fit. A step that does not fit even so stops the run (`memory_lib.check_fits`)."""
+    from trainer import memory as memory_lib
+
+    batch_struct = {name: jax.ShapeDtypeStruct((cfg.batch_size, corpus.lengths[key]), jnp.int32,
+                                               sharding=sharding.batch_sharding(mesh))
+                    for name, key in corpus.layout.features}
+    device = jax.devices()[0]
+    candidates = [model_cfg.remat] if cfg.remat != "auto" else ["none", "full"]
+    for i, remat in enumerate(candidates):
+        mcfg = dataclasses.replace(model_cfg, remat=remat)
+        model = build_model(mcfg, layout)
+        jitted = jax.jit(functools.partial(train_step, model=model, tx=tx, layout=layout, z_loss=cfg.z_loss,
+                                           grad_accum=cfg.grad_accum),
+                         out_shardings=(state_shardings, None), donate_argnums=0)
+        compiled = jitted.lower(abstract_state, batch_struct, root_key).compile()
+        estimate = memory_lib.estimate(compiled, device, cfg.memory_limit_gb) if cfg.memory_check else None
+        last = i == len(candidates) - 1
+        if estimate is None or estimate.fits or last:
+            if estimate is not None and not estimate.fits:
+                raise memory_lib.MemoryError_(memory_lib.advice(estimate, cfg, mcfg))
+            return compiled, model, mcfg, estimate
+    raise AssertionError("unreachable")
 
 
 def pretrained_init(init, model_cfg: ModelConfig, abstract_state, state_shardings, param_shardings, tx) -> Callable:
@@ -237,6 +289,9 @@ def run(cfg: TrainConfig, log: Callable[[str], None] = print) -> RunResult:
     devices = jax.devices()
     log("flanmix train: model " + json.dumps(dataclasses.asdict(s.model_cfg), sort_keys=True)
         + f" ({s.num_params:,} parameters)")
+    if s.memory is not None:
+        log(f"flanmix train: memory {s.memory.describe()} (remat {s.model_cfg.remat}, batch {cfg.batch_size}, "
+            f"grad_accum {cfg.grad_accum})")
     log(f"flanmix train: {corpus.summary()}; {data_lib.count_held_out(corpus, cfg.eval_holdout_every)} rows held out")
     log(f"flanmix train: mesh {dict(s.mesh.shape)} over {len(devices)} {devices[0].device_kind} device(s), "
         f"{jax.process_count()} host(s)")
