@@ -81,6 +81,10 @@ class TrainConfig:
     learning_rate: float = _help("constant Adafactor learning rate", default=1e-3)
     dropout_rate: float = _help("dropout on embeddings, attention weights, MLP and residual branches", default=0.1)
     z_loss: float = _help("weight of log(Z)^2 per target token (keeps logits normalized); 0 disables", default=1e-4)
+    loss_normalizing_factor: float = _help(
+        "divide the summed loss by this constant instead of the batch's real target tokens (0); T5X's finetuning "
+        "configs for T5.1.1 checkpoints use 233472 (= 2048 x 114, the pretraining batch x target length)",
+        default=0.0)
     seed: int = _help("parameter init, batch order and dropout all derive from this key", default=0)
     layout: str = _help("expected corpus layout; auto takes the manifest's", choices=("auto", "encdec", "decoder"),
                         default="auto")
@@ -99,7 +103,8 @@ class TrainConfig:
                        "dots (keep weight matmuls, recompute attention); auto = none if the step fits the device "
                        "memory, else full", choices=("auto", "none", "full", "dots"), default="auto")
     grad_accum: int = _help("split each batch into N micro-batches whose gradients are summed (same update as the "
-                            "whole batch, 1/N of the activation memory)", default=1)
+                            "whole batch, about 1/N of the activation memory); 0 = auto: 1, or the smallest N that "
+                            "fits the device (with --remat auto, after trying full rematerialization)", default=0)
     memory_check: bool = _help("estimate the step's memory from the compiled program before the first step and stop "
                                "if it exceeds the device's", default=True)
     memory_limit_gb: float = _help("memory the step may use per device, in GiB; 0 = the device's (CPU: available RAM)",
@@ -115,15 +120,19 @@ class TrainConfig:
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(f"{f.name} {getattr(self, f.name)!r} is not one of {', '.join(choices)}")
-        positive = ("steps", "batch_size", "grad_accum", "log_every", "checkpoint_every", "keep_checkpoints", "model_parallelism")
+        positive = ("steps", "batch_size", "log_every", "checkpoint_every", "keep_checkpoints", "model_parallelism")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
         for name in ("eval_holdout_every", "eval_every", "vocab_size", "inputs_length", "targets_length"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more (got {getattr(self, name)})")
-        if self.batch_size % self.grad_accum:
+        if self.grad_accum < 0:
+            raise ConfigError(f"grad_accum must be 0 (auto) or more (got {self.grad_accum})")
+        if self.grad_accum and self.batch_size % self.grad_accum:
             raise ConfigError(f"batch_size {self.batch_size} is not a multiple of grad_accum {self.grad_accum}")
+        if self.loss_normalizing_factor < 0:
+            raise ConfigError(f"loss_normalizing_factor must be 0 or more (got {self.loss_normalizing_factor})")
         if not 0.0 <= self.dropout_rate < 1.0 or self.learning_rate <= 0 or self.z_loss < 0:
             raise ConfigError(f"need 0 <= dropout_rate < 1, learning_rate > 0, z_loss >= 0 (got {self.dropout_rate}, "
                               f"{self.learning_rate}, {self.z_loss})")
