@@ -9,6 +9,7 @@ import trainer_testing  # noqa: F401  (must come first: makes `trainer` the pack
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import linen as nn
 
 from trainer.config import MODEL_SIZES
@@ -38,6 +39,7 @@ def test_cached_greedy_decoding_gives_the_full_forward_logits():
         assert (tokens[row, ends:] == 0).all()
 
 
+@pytest.mark.slow
 def test_eval_scores_held_out_examples_per_task_through_the_cli(tmp_path, capsys):
     import pyarrow as pa
     import pyarrow.parquet as pq

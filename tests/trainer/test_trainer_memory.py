@@ -44,6 +44,7 @@ def _step(remat: str, grad_accum: int, batch, steps=2):
     return losses, state["params"]
 
 
+@pytest.mark.slow
 def test_grad_accum_and_remat_give_the_same_updates_as_the_whole_batch():
     batch = _batch()
     base_losses, base_params = _step("none", 1, batch)
@@ -55,6 +56,7 @@ def test_grad_accum_and_remat_give_the_same_updates_as_the_whole_batch():
     assert base_losses[1] != base_losses[0]  # the second step saw updated parameters
 
 
+@pytest.mark.slow
 def test_a_step_that_cannot_fit_is_refused_with_estimate_device_memory_and_flags(tmp_path):
     from test_trainer_units import write_decoder_corpus
 

@@ -17,6 +17,7 @@ from trainer.model import build_model
 from trainer.train import make_optimizer, run
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_seed_batch_size_holdout_and_corpus(tmp_path):
     from test_trainer_units import write_decoder_corpus
 
