@@ -59,8 +59,14 @@ EXTRAS = {
         "duckdb>=1.0",
         "polars>=1.0",
         "ruff>=0.17,<0.18",  # `make test` lints first (ruff.toml)
+        # Parity with Hugging Face T5 (tests/trainer/test_trainer_hf.py). CPU torch: constraints.txt pins the
+        # +cpu build and the Makefile adds PyTorch's CPU wheel index, so no CUDA wheels are downloaded.
+        "torch>=2.13,<2.14",
+        "transformers>=5.24,<6",
     ],
-    "trainer": ["jax>=0.10", "flax>=0.12", "optax>=0.2", "orbax-checkpoint>=0.12"],
+    # safetensors: `flanmix export` / `train --init` read and write HF weights without torch.
+    "trainer": ["jax>=0.10", "flax>=0.12", "optax>=0.2", "orbax-checkpoint>=0.12", "safetensors>=0.4",
+                "tensorstore>=0.1.60", "msgpack>=1.0"],
 }
 
 setup(

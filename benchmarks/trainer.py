@@ -105,12 +105,34 @@ def bench_model(corpus_dir: str, model: str, batch_size: int, steps: int) -> dic
     }
 
 
+def memory_rows(corpus_dir: str, models: list[str], batch_size: int) -> None:
+    """Peak memory of the compiled train step (XLA's memory analysis: arguments + temporaries + outputs -
+    aliased) with and without rematerialization; the baseline is remat none in the same run."""
+    from trainer.config import TrainConfig
+    from trainer.train import setup
+
+    print(f"memory of one train step (XLA estimate), batch {batch_size}, grad_accum 1; baseline: --remat none")
+    print(f"{'model':6} {'remat':>6} {'GiB':>8} {'temporaries GiB':>16} {'vs none':>8}")
+    for model in models:
+        base = None
+        for remat in ("none", "full", "dots"):
+            cfg = TrainConfig(corpus=corpus_dir, out=tempfile.mkdtemp(), model=model, batch_size=batch_size,
+                              grad_accum=1, remat=remat, eval_holdout_every=0, memory_limit_gb=1e6)
+            s = setup(cfg)
+            est = s.memory
+            base = base or est.total
+            print(f"{model:6} {remat:>6} {est.total / 2**30:>8.2f} {est.temporaries / 2**30:>16.2f} "
+                  f"{est.total / base:>7.2f}x", flush=True)
+            del s
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", default="out/demo")
     parser.add_argument("--models", default="tiny,small")
     parser.add_argument("--steps", type=int, help="timed steps per model and kind (default: tiny 3, others 2)")
     parser.add_argument("--batch_size", type=int, help="rows per step (default: tiny 4, others 1)")
+    parser.add_argument("--memory", action="store_true", help="only the memory table (remat none/full/dots)")
     args = parser.parse_args(argv)
     if not os.path.exists(os.path.join(args.corpus, "manifest.json")):
         print(f"no corpus at {args.corpus}: run `make demo` or pass --corpus DIR", file=sys.stderr)
@@ -129,6 +151,9 @@ def main(argv=None) -> int:
           f"targets {eff['targets']:.3f}); {len(devices)} x {devices[0].device_kind} ({jax.default_backend()})")
     print("baseline: the same model and jitted train step on UNPACKED rows (each example alone in a row padded to the "
           "same lengths); 'real tok/s' = non-padding inputs+targets tokens per second")
+    if args.memory:
+        memory_rows(args.corpus, args.models.split(","), args.batch_size or 1)
+        return 0
     header = (f"{'model':6} {'params':>11} {'dtype':>8} {'batch':>5} {'steps':>5} {'s/step':>8} {'slot tok/s':>11} "
               f"{'real tok/s':>11} {'MFU':>6} {'ex/row':>6} {'unpacked s/step':>16} {'unpacked real tok/s':>20} "
               f"{'packed/unpacked':>16}")

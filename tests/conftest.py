@@ -17,6 +17,10 @@ from pipelines.definitions.templates import load_templates  # noqa: E402
 from pipelines.vocab import Vocabulary  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test over ~10 s (deselect with -m 'not slow')")
+
+
 @pytest.fixture(scope="session")
 def catalog():
     return load_catalog()

@@ -63,9 +63,17 @@ def run_meta(model_architecture: dict, layout: str, vocab_sha256: str, vocab_siz
     }
 
 
+RUN_DEFINING = {
+    "seed": "the batch order and dropout of every step derive from it",
+    "batch_size": "step s would read other rows than the first run's step s",
+    "eval_holdout_every": "a changed holdout rule trains on rows the first run held out for eval",
+}
+
+
 def check_resume(saved: dict, current: dict, directory: str) -> None:
-    """Refuse to resume when the parameters would mean something else: a different architecture,
-    layout or vocabulary. (Sequence lengths may change: the model has no absolute positions.)"""
+    """Refuse to resume when the parameters would mean something else (a different architecture, layout or
+    vocabulary) or when the continued run would not be the same run: another corpus, seed, batch size or
+    holdout rule. (Sequence lengths alone may change: the model has no absolute positions.)"""
     where = f"checkpoint in {directory}"
     if saved["layout"] != current["layout"]:
         raise CheckpointMismatchError(
@@ -74,6 +82,17 @@ def check_resume(saved: dict, current: dict, directory: str) -> None:
         raise CheckpointMismatchError(
             f"{where} was trained with vocabulary sha256 {saved['vocabulary']['sha256']}; the corpus uses "
             f"{current['vocabulary']['sha256']} (token ids would mean different pieces)")
+    saved_fp, current_fp = saved.get("corpus_fingerprint"), current.get("corpus_fingerprint")
+    if saved_fp and current_fp and saved_fp != current_fp:
+        raise CheckpointMismatchError(
+            f"{where} was trained on another corpus (fingerprint {saved_fp[:12]}, this corpus {current_fp[:12]}: its "
+            "shards, row counts, lengths or vocabulary differ); resuming would mix the two streams and the held-out rows")
+    saved_cfg, current_cfg = saved.get("train_config") or {}, current.get("train_config") or {}
+    for key, why in RUN_DEFINING.items():
+        if key in saved_cfg and key in current_cfg and saved_cfg[key] != current_cfg[key]:
+            raise CheckpointMismatchError(
+                f"{where} was trained with --{key} {saved_cfg[key]}; this run has --{key} {current_cfg[key]} ({why}); "
+                f"use another --out or the same --{key}")
     diff = {k: (v, current["model"].get(k)) for k, v in saved["model"].items() if current["model"].get(k) != v}
     if diff:
         details = ", ".join(f"{k} {a} (checkpoint) vs {b} (this run)" for k, (a, b) in sorted(diff.items()))

@@ -38,11 +38,12 @@ class ModelConfig:
     layer_norm_epsilon: float = 1e-6
     dropout_rate: float = 0.0
     activation_dtype: str = "float32"  # "bfloat16" on accelerators; parameters are always float32
+    remat: str = "none"  # rematerialization policy per layer (trainer.model.REMAT_POLICIES)
 
     def architecture(self) -> dict:
         """The fields a checkpoint's parameters depend on (dropout and dtype may change on resume)."""
         d = dataclasses.asdict(self)
-        for k in ("dropout_rate", "activation_dtype"):
+        for k in ("dropout_rate", "activation_dtype", "remat"):
             d.pop(k)
         return d
 
@@ -70,12 +71,20 @@ class TrainConfig:
 
     corpus: str = _help("corpus directory written by `flanmix build` (holds manifest.json)")
     out: str = _help("output directory: checkpoints/, metrics.jsonl, config.json; resumes if it has checkpoints")
-    model: str = _help("model size (T5.1.1 sizes; tiny is for tests)", choices=MODEL_SIZES, default="small")
+    model: str = _help("model size (T5.1.1 sizes; tiny is for tests); auto = the --init checkpoint's, else small",
+                       choices=("auto", *MODEL_SIZES), default="auto")
+    init: str = _help("start from this checkpoint instead of random weights: a Hugging Face T5.1.1 directory "
+                      "(safetensors or pytorch_model.bin; local, gs:// or s3://), a T5X checkpoint directory, or a "
+                      "`flanmix export` directory; ignored when --out already has checkpoints (resume)", default="")
     steps: int = _help("train until this global step (a resumed run continues up to it)", default=1000)
     batch_size: int = _help("packed rows per step (global, over all devices)", default=32)
     learning_rate: float = _help("constant Adafactor learning rate", default=1e-3)
     dropout_rate: float = _help("dropout on embeddings, attention weights, MLP and residual branches", default=0.1)
     z_loss: float = _help("weight of log(Z)^2 per target token (keeps logits normalized); 0 disables", default=1e-4)
+    loss_normalizing_factor: float = _help(
+        "divide the summed loss by this constant instead of the batch's real target tokens (0); T5X's finetuning "
+        "configs for T5.1.1 checkpoints use 233472 (= 2048 x 114, the pretraining batch x target length)",
+        default=0.0)
     seed: int = _help("parameter init, batch order and dropout all derive from this key", default=0)
     layout: str = _help("expected corpus layout; auto takes the manifest's", choices=("auto", "encdec", "decoder"),
                         default="auto")
@@ -90,6 +99,16 @@ class TrainConfig:
     model_parallelism: int = _help("size of the mesh's model axis; the data axis gets the remaining devices", default=1)
     activation_dtype: str = _help("auto = bfloat16 on GPU/TPU, float32 on CPU", choices=("auto", "float32", "bfloat16"),
                                   default="auto")
+    remat: str = _help("activation rematerialization per layer: none (keep all), full (keep layer inputs only), "
+                       "dots (keep weight matmuls, recompute attention); auto = none if the step fits the device "
+                       "memory, else full", choices=("auto", "none", "full", "dots"), default="auto")
+    grad_accum: int = _help("split each batch into N micro-batches whose gradients are summed (same update as the "
+                            "whole batch, about 1/N of the activation memory); 0 = auto: 1, or the smallest N that "
+                            "fits the device (with --remat auto, after trying full rematerialization)", default=0)
+    memory_check: bool = _help("estimate the step's memory from the compiled program before the first step and stop "
+                               "if it exceeds the device's", default=True)
+    memory_limit_gb: float = _help("memory the step may use per device, in GiB; 0 = the device's (CPU: available RAM)",
+                                   default=0.0)
     vocab_size: int = _help("embedding rows; 0 = corpus vocabulary rounded up to a multiple of 128", default=0)
     inputs_length: int = _help("expected inputs length; 0 = the manifest's (a different value is refused)", default=0)
     targets_length: int = _help("expected targets length; 0 = the manifest's (a different value is refused)", default=0)
@@ -108,6 +127,12 @@ class TrainConfig:
         for name in ("eval_holdout_every", "eval_every", "vocab_size", "inputs_length", "targets_length"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more (got {getattr(self, name)})")
+        if self.grad_accum < 0:
+            raise ConfigError(f"grad_accum must be 0 (auto) or more (got {self.grad_accum})")
+        if self.grad_accum and self.batch_size % self.grad_accum:
+            raise ConfigError(f"batch_size {self.batch_size} is not a multiple of grad_accum {self.grad_accum}")
+        if self.loss_normalizing_factor < 0:
+            raise ConfigError(f"loss_normalizing_factor must be 0 or more (got {self.loss_normalizing_factor})")
         if not 0.0 <= self.dropout_rate < 1.0 or self.learning_rate <= 0 or self.z_loss < 0:
             raise ConfigError(f"need 0 <= dropout_rate < 1, learning_rate > 0, z_loss >= 0 (got {self.dropout_rate}, "
                               f"{self.learning_rate}, {self.z_loss})")
@@ -121,6 +146,8 @@ def round_up(n: int, multiple: int = VOCAB_MULTIPLE) -> int:
 
 
 def base_model_config(name: str) -> ModelConfig:
+    if name == "auto":
+        name = "small"
     if name not in MODEL_SIZES:
         from trainer.errors import ConfigError
 
@@ -128,8 +155,12 @@ def base_model_config(name: str) -> ModelConfig:
     return MODEL_SIZES[name]
 
 
-def resolve_model_config(cfg: TrainConfig, corpus_vocab_size: int, backend: str) -> ModelConfig:
+def resolve_model_config(cfg: TrainConfig, corpus_vocab_size: int, backend: str,
+                         init_model: ModelConfig | None = None) -> ModelConfig:
     """The model for this run: the named size, with the vocabulary, dropout and activation dtype filled in.
+
+    `init_model`: the architecture of the --init checkpoint; with --model auto it is the run's model, and
+    its vocabulary rows are kept unless --vocab_size says otherwise.
 
     `backend` is `jax.default_backend()`; bfloat16 activations are used on "gpu"/"tpu" unless the
     config says otherwise (CPU float32 keeps tests exact and CPUs have slow bfloat16 matmuls).
@@ -138,9 +169,14 @@ def resolve_model_config(cfg: TrainConfig, corpus_vocab_size: int, backend: str)
         dtype = "bfloat16" if backend in ("gpu", "tpu", "cuda", "rocm") else "float32"
     else:
         dtype = cfg.activation_dtype
+    remat = "none" if cfg.remat == "auto" else cfg.remat  # auto: `trainer.train.setup` may switch to full
+    if init_model is not None and cfg.model == "auto":
+        return dataclasses.replace(init_model, vocab_size=cfg.vocab_size or init_model.vocab_size,
+                                   dropout_rate=cfg.dropout_rate, activation_dtype=dtype, remat=remat)
     return dataclasses.replace(
         base_model_config(cfg.model),
-        vocab_size=cfg.vocab_size or round_up(corpus_vocab_size),
+        vocab_size=cfg.vocab_size or (init_model.vocab_size if init_model else round_up(corpus_vocab_size)),
         dropout_rate=cfg.dropout_rate,
         activation_dtype=dtype,
+        remat=remat,
     )

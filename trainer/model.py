@@ -67,10 +67,6 @@ def segment_mask(q_segment_ids: jax.Array, k_segment_ids: jax.Array) -> jax.Arra
     return (same & (q_segment_ids[:, :, None] > 0))[:, None]
 
 
-def mask_to_bias(mask: jax.Array) -> jax.Array:
-    return jnp.where(mask, 0.0, NEG_INF).astype(jnp.float32)
-
-
 class RMSNorm(nn.Module):
     """x / rms(x) * scale, computed in float32 (T5's LayerNorm)."""
 
@@ -123,13 +119,26 @@ def toeplitz(values: jax.Array, q_len: int, k_len: int) -> jax.Array:
     return rows.reshape(lead + (q_len, width))[..., :k_len]
 
 
+def attention_mask(q_segment_ids: jax.Array, k_segment_ids: jax.Array, causal: bool) -> jax.Array:
+    """[batch, 1, q, k] boolean: same segment, not padding and (causal) k <= q. Built inside each
+    attention from the [batch, length] segment ids, so XLA fuses it into the softmax instead of keeping a
+    [batch, 1, q, k] float32 bias alive through the whole stack (and its backward pass)."""
+    mask = segment_mask(q_segment_ids, k_segment_ids)
+    if causal:
+        q_len, k_len = q_segment_ids.shape[1], k_segment_ids.shape[1]
+        mask = mask & (jnp.arange(k_len)[None, :] <= jnp.arange(q_len)[:, None])[None, None]
+    return mask
+
+
 class Attention(nn.Module):
-    """Multi-head attention without biases; `bias` terms (position, mask) are added to the logits."""
+    """Multi-head attention without biases. `position_bias` ([1, heads, q, k] or None) is added to the
+    logits; masking is by segment ids (see `attention_mask`) with `jnp.where`, never an additive mask."""
 
     cfg: ModelConfig
+    causal: bool = False
 
     @nn.compact
-    def __call__(self, x_q, x_kv, biases, deterministic: bool):
+    def __call__(self, x_q, x_kv, q_segment_ids, k_segment_ids, position_bias, deterministic: bool):
         cfg, dt = self.cfg, self.cfg.activation_dtype
         d, h, k = cfg.d_model, cfg.num_heads, cfg.d_kv
         wq = _param(self, "query", (d, h, k), (d * k) ** -0.5, ("embed", "heads", "kv"))
@@ -140,8 +149,9 @@ class Attention(nn.Module):
         key = jnp.einsum("btd,dhk->bthk", x_kv, wk.astype(dt))
         value = jnp.einsum("btd,dhk->bthk", x_kv, wv.astype(dt))
         logits = jnp.einsum("bqhk,bthk->bhqt", q, key, preferred_element_type=jnp.float32)
-        for bias in biases:
-            logits = logits + bias
+        if position_bias is not None:
+            logits = logits + position_bias
+        logits = jnp.where(attention_mask(q_segment_ids, k_segment_ids, self.causal), logits, NEG_INF)
         weights = jax.nn.softmax(logits, axis=-1).astype(dt)
         weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
         out = jnp.einsum("bhqt,bthk->bqhk", weights, value)
@@ -165,22 +175,45 @@ class GatedGeluMlp(nn.Module):
 
 
 class Block(nn.Module):
-    """One pre-norm layer: self-attention, optional cross-attention, MLP; dropout on each branch."""
+    """One pre-norm layer: self-attention, optional cross-attention, MLP; dropout on each branch.
+    `deterministic` is an attribute, not an argument, so the block can be rematerialized as a whole."""
 
     cfg: ModelConfig
     cross_attention: bool = False
+    causal: bool = False
+    deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x, self_biases, deterministic: bool, encoded=None, cross_biases=()):
+    def __call__(self, x, segment_ids, position_bias, encoded=None, encoder_segment_ids=None):
+        det = self.deterministic
         drop = nn.Dropout(self.cfg.dropout_rate)
         h = RMSNorm(self.cfg, name="pre_self_attention_norm")(x)
-        x = x + drop(Attention(self.cfg, name="self_attention")(h, h, self_biases, deterministic), deterministic=deterministic)
+        h = Attention(self.cfg, causal=self.causal, name="self_attention")(h, h, segment_ids, segment_ids, position_bias, det)
+        x = x + drop(h, deterministic=det)
         if self.cross_attention:
             h = RMSNorm(self.cfg, name="pre_cross_attention_norm")(x)
-            h = Attention(self.cfg, name="cross_attention")(h, encoded, cross_biases, deterministic)
-            x = x + drop(h, deterministic=deterministic)
+            h = Attention(self.cfg, name="cross_attention")(h, encoded, segment_ids, encoder_segment_ids, None, det)
+            x = x + drop(h, deterministic=det)
         h = RMSNorm(self.cfg, name="pre_mlp_norm")(x)
-        return x + drop(GatedGeluMlp(self.cfg, name="mlp")(h, deterministic), deterministic=deterministic)
+        return x + drop(GatedGeluMlp(self.cfg, name="mlp")(h, det), deterministic=det)
+
+
+REMAT_POLICIES = {
+    # What the backward pass may keep of each layer's forward pass instead of recomputing it.
+    "none": None,  # no rematerialization: everything is kept (fastest, most memory)
+    "full": "nothing_saveable",  # keep only each layer's input; recompute the layer in the backward pass
+    "dots": "dots_with_no_batch_dims_saveable",  # keep weight matmul outputs, recompute attention scores (T5X's "minimal")
+}
+
+
+def block_class(cfg: ModelConfig):
+    """`Block`, wrapped in `nn.remat` with the configured policy (`cfg.remat`)."""
+    if cfg.remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {cfg.remat!r}; use one of {', '.join(REMAT_POLICIES)}")
+    policy = REMAT_POLICIES[cfg.remat]
+    if policy is None:
+        return Block
+    return nn.remat(Block, policy=getattr(jax.checkpoint_policies, policy), prevent_cse=True)
 
 
 class Embed(nn.Module):
@@ -203,19 +236,13 @@ class Stack(nn.Module):
     @nn.compact
     def __call__(self, x, segment_ids, deterministic: bool, encoded=None, encoder_segment_ids=None):
         length = x.shape[1]
-        mask = segment_mask(segment_ids, segment_ids)
-        if self.causal:
-            mask = mask & jnp.tril(jnp.ones((length, length), bool))[None, None]
-        self_biases = (RelativePositionBias(self.cfg, bidirectional=not self.causal, name="relpos_bias")(length, length),
-                       mask_to_bias(mask))
-        cross_biases = ()
-        if self.cross_attention:
-            cross_biases = (mask_to_bias(segment_mask(segment_ids, encoder_segment_ids)),)
+        position_bias = RelativePositionBias(self.cfg, bidirectional=not self.causal, name="relpos_bias")(length, length)
         drop = nn.Dropout(self.cfg.dropout_rate)
         x = drop(x, deterministic=deterministic)
+        block = block_class(self.cfg)
         for i in range(self.num_layers):
-            x = Block(self.cfg, cross_attention=self.cross_attention, name=f"layer_{i}")(
-                x, self_biases, deterministic, encoded, cross_biases)
+            x = block(self.cfg, cross_attention=self.cross_attention, causal=self.causal, deterministic=deterministic,
+                      name=f"layer_{i}")(x, segment_ids, position_bias, encoded, encoder_segment_ids)
         return drop(RMSNorm(self.cfg, name="final_norm")(x), deterministic=deterministic)
 
 

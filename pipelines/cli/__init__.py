@@ -412,9 +412,9 @@ def make_parser() -> argparse.ArgumentParser:
     vt.add_argument("--mixture", default="demo", help="whose datasets and templates to learn from (default: demo)")
     vt.add_argument("--output", required=True, help="model prefix; writes PREFIX.model")
     vt.add_argument("--vocab_size", type=int, default=8000, help="pieces in the model (default 8000)")
-    from trainer.cli import add_train_parser  # flags only; JAX loads when `train` runs
+    from trainer.cli import add_parsers  # train, export, eval: flags only; JAX loads when one runs
 
-    add_train_parser(sub)
+    add_parsers(sub)
     return parser
 
 
@@ -444,10 +444,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_card(args, rest)
         if args.cmd == "inspect":
             return cmd_inspect(args, rest)
-        if args.cmd == "train":
-            from trainer.cli import cmd_train
+        if args.cmd in ("train", "export", "eval"):
+            from trainer.cli import dispatch
 
-            return cmd_train(args)
+            return dispatch(args)
         if args.cmd == "catalog":
             return cmd_catalog(args)
         if args.cmd == "templates":

@@ -72,7 +72,7 @@ def test_model_config_takes_vocabulary_from_corpus_and_dtype_from_backend():
 
 
 def test_bad_options_are_refused_with_their_values():
-    with pytest.raises(ConfigError, match="model 'huge' is not one of tiny, small, base, large, xl, xxl"):
+    with pytest.raises(ConfigError, match="model 'huge' is not one of auto, tiny, small, base, large, xl, xxl"):
         TrainConfig(corpus="c", out="o", model="huge")
     with pytest.raises(ConfigError, match=r"batch_size must be at least 1 \(got 0\)"):
         TrainConfig(corpus="c", out="o", batch_size=0)
