@@ -50,3 +50,24 @@ def numbered_lines(items, limit: int | None = None) -> str:
 
 
 FILTERS["numbered_lines"] = numbered_lines
+
+
+def mark_word(text: str, index: int, word: str, marker: str = "*") -> str:
+    """`text` with the space-separated word at `index` wrapped in `marker`, the way WSC-style rows point
+    at a pronoun by word position (SuperGLUE's `span2_index`). Only the leading `word` part is wrapped, so
+    punctuation stuck to it stays outside; a position that does not hold `word` is an error (a dead
+    letter), because marking the wrong word would silently change the question.
+
+    >>> mark_word("Mark gave it away because he was tired.", 5, "he")
+    'Mark gave it away because *he* was tired.'
+    >>> mark_word("The cup fell and it broke.", 4, "it")
+    'The cup fell and *it* broke.'
+    """
+    words = str(text).split(" ")
+    if not 0 <= index < len(words) or not words[index].startswith(word):
+        raise ValueError(f"word {index} of the text is not {word!r}")
+    words[index] = f"{marker}{word}{marker}{words[index][len(word):]}"
+    return " ".join(words)
+
+
+FILTERS["mark_word"] = mark_word
