@@ -36,6 +36,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs.update(required=True, type=str)
         elif isinstance(f.default, bool):
             kwargs.update(default=f.default, type=_boolean, metavar="{true,false}")
+            kwargs["help"] += " (default: %(default)s)"
         else:
             kwargs.update(default=f.default, type=type(f.default))
             kwargs["help"] += " (default: %(default)s)"

@@ -29,9 +29,9 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--corpus", default="", help="corpus directory (default: the run's)")
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--eval_holdout_every", type=int, default=0, help="holdout rule (default: the run's)")
-    parser.add_argument("--max_examples", type=int, default=0, help="score at most this many examples (0 = all)")
-    parser.add_argument("--batch_size", type=int, default=16, help="examples decoded together")
-    parser.add_argument("--max_decode_length", type=int, default=0, help="0 = the corpus targets length")
+    parser.add_argument("--max_examples", type=int, default=0, help="score at most this many examples (default 0 = all)")
+    parser.add_argument("--batch_size", type=int, default=16, help="examples decoded together (default 16)")
+    parser.add_argument("--max_decode_length", type=int, default=0, help="longest target to decode (default 0 = the corpus targets length)")
     return parser
 
 

@@ -11,7 +11,9 @@
     flanmix vocab train --output PREFIX
     flanmix card DIR                                    (re)write a corpus's data card from its manifest
     flanmix inspect DIR [--row N | --dataset NAME] [-n K] [--from parquet|tfrecord] [--json]
-    flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/   (see trainer/)
+    flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/ [--init PATH] [--remat P] [--grad_accum N]
+    flanmix export --checkpoint ckpt/ --to hf DIR       a Hugging Face T5 directory (or a decoder-only export)
+    flanmix eval --checkpoint ckpt/ --corpus out/demo   greedy decoding, exact match per task, JSON out
 """
 from __future__ import annotations
 
@@ -358,7 +360,7 @@ def make_parser() -> argparse.ArgumentParser:
                                          "flags are Beam options")
     ins.add_argument("dir", help="corpus directory holding manifest.json (local, gs:// or s3://)")
     ins.add_argument("--row", type=int, help="first row to show (0-based over the shards in order; default 0)")
-    ins.add_argument("--dataset", help="show the first -n examples of this dataset instead")
+    ins.add_argument("--dataset", help="show the first -n examples of this dataset instead (default: none, rows from the start)")
     ins.add_argument("-n", type=int, default=1, help="rows to show (with --dataset: examples; default 1)")
     ins.add_argument("--from", dest="source", choices=["parquet", "tfrecord"], default="parquet",
                      help="which shards to read (default parquet)")

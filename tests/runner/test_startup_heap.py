@@ -12,9 +12,11 @@ def test_freeze_lasts_for_the_build_only_and_workers_do_not_refreeze_inside_it(m
     with startup_heap.frozen_during_build():
         frozen = gc.get_freeze_count()
         assert frozen > 0
+        keep = [[] for _ in range(1000)]  # a refreeze would move these into the frozen generation
         startup_heap.freeze_once_in_worker()  # in-process worker: the launcher already froze
         assert not startup_heap._worker_frozen
-        assert gc.get_freeze_count() == frozen
+        # Frozen objects may still be freed (another thread's garbage), never added: <=, not ==.
+        assert gc.get_freeze_count() <= frozen and keep
     assert gc.get_freeze_count() == 0  # a process that runs many builds keeps collecting their cycles
 
 
