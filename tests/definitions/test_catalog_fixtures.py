@@ -54,7 +54,14 @@ def test_fixture_renders_what_it_expects(entry, expect, row):
             assert _norm(fact) in _norm(inputs), f"{where}: inputs lack {fact!r}:\n{inputs}"
 
 
-def test_the_expectations_themselves_are_checked():
-    """At least the entries already converted carry expectations (the set only grows)."""
-    covered = {e.name for e in CATALOG if any("expect" in f for f in e.fixtures)}
-    assert covered, "no fixture states what it must render to"
+@pytest.mark.parametrize("entry", [e for e in CATALOG if e.collection in CHECKED], ids=lambda e: e.name)
+def test_every_flan_entry_states_what_its_rows_become_and_has_flans_prompt_variety(entry):
+    """Issue 13/14's floor for Flan 2021, CoT and dialog: a fixture with `expect`, at least 10 zero-shot
+    templates (FLAN's count), and for a dataset with answer choices at least 5 forward templates that
+    show them and 5 that do not, so every prompt setting gets real choices."""
+    assert any("expect" in f for f in entry.fixtures), f"{entry.name}: no fixture states what it must render to"
+    templates = [t for t in bind_templates(entry.templates, FAMILIES, entry.template_vars) if t.shots == "zero_shot"]
+    assert len(templates) >= 10, f"{entry.name}: {len(templates)} zero-shot templates"
+    if "options" in entry.template_vars:
+        forward = [t for t in templates if not t.inversion]
+        assert sum(t.options for t in forward) >= 5 and sum(not t.options for t in forward) >= 5, entry.name
