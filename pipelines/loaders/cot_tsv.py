@@ -9,7 +9,6 @@ gs:// / s3:// copy), else the FLAN GitHub repository over https (`DEFAULT_ROOT`)
 """
 from __future__ import annotations
 
-import os
 import posixpath
 from typing import Any, Iterator, Mapping
 
@@ -29,12 +28,7 @@ HOW_TO_PROVIDE = (
 
 def tsv_path(args: Mapping[str, Any]) -> str | None:
     """The file an entry reads: its `path`, or `<root>/<file>`."""
-    if args.get("path"):
-        return str(args["path"])
-    if not args.get("file"):
-        return None
-    root = str(args.get("root") or os.environ.get(ROOT_ENV) or DEFAULT_ROOT).rstrip("/")
-    return f"{root}/{args['file']}"
+    return files.source_path(args, "file", "{}", ROOT_ENV, DEFAULT_ROOT)
 
 
 def _data(shard: SourceShard) -> bytes:

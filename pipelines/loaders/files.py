@@ -22,6 +22,21 @@ from pipelines.errors import LoaderError
 HTTP_TIMEOUT_S = 15
 
 
+def source_path(args: Mapping[str, Any], name_key: str, relative: str, root_env: str, default_root: str) -> str | None:
+    """The file an entry reads: `args["path"]`, else `<root>/<relative>` formatted with `args[name_key]`,
+    where root is `args["root"]`, else $`root_env`, else `default_root`. None when neither is given.
+
+    >>> source_path({"file": "a.tsv", "root": "/d/"}, "file", "{}", "X_ROOT", "https://h")
+    '/d/a.tsv'
+    """
+    if args.get("path"):
+        return str(args["path"])
+    if not args.get(name_key):
+        return None
+    root = str(args.get("root") or os.environ.get(root_env) or default_root).rstrip("/")
+    return f"{root}/{relative.format(args[name_key])}"
+
+
 def is_url(path: str) -> bool:
     return path.startswith(("http://", "https://"))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 from typing import Any, Iterator, Mapping
 
 from pipelines.errors import LoaderError
@@ -39,12 +38,7 @@ ROOT_ENV = "FLANMIX_NIV2_ROOT"
 
 def task_path(args: Mapping[str, Any]) -> str | None:
     """The file an entry reads: its `path`, or `<root>/tasks/<task>.json`."""
-    if args.get("path"):
-        return str(args["path"])
-    if not args.get("task"):
-        return None
-    root = str(args.get("root") or os.environ.get(ROOT_ENV) or DEFAULT_ROOT).rstrip("/")
-    return f"{root}/tasks/{args['task']}.json"
+    return files.source_path(args, "task", "tasks/{}.json", ROOT_ENV, DEFAULT_ROOT)
 
 
 class Niv2JsonLoader:
