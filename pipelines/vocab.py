@@ -67,6 +67,14 @@ class Vocabulary:
         return VocabSpec(self.path, hashlib.sha256(self.model_proto).hexdigest(), self.vocab_size)
 
     @property
+    def whitespace(self) -> str:
+        """"kept" when newlines, tabs and repeated spaces survive encode/decode, "collapsed" when the model
+        folds them into single spaces (T5's vocabularies and SentencePiece's `nmt_nfkc` default do). Probed
+        by behaviour rather than read from the normalizer spec, so any model answers truthfully."""
+        probe = "a\n\nb  c\td"
+        return "kept" if self.decode(self.encode_batch([probe])[0]) == probe else "collapsed"
+
+    @property
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
 
@@ -105,8 +113,22 @@ def worker_vocabulary(model_proto: bytes | None, path: str, sha256: str) -> Voca
     return vocab
 
 
-def train_vocabulary(texts: Iterable[str], model_prefix: str | Path, vocab_size: int = 8000, seed_sentences: int = 200_000) -> Path:
-    """Train a deterministic T5-convention unigram model (single thread, fixed sampling off)."""
+WHITESPACE_RULES = {
+    # Lossless: no normalisation, whitespace kept as written, so option lists and few-shot separators
+    # reach the model as the template wrote them (decode(encode(text)) == text for any text).
+    "keep": dict(normalization_rule_name="identity", remove_extra_whitespaces=False, allow_whitespace_only_pieces=True),
+    # T5's behaviour: NFKC plus newlines/tabs folded into spaces and runs of spaces collapsed.
+    "collapse": dict(normalization_rule_name="nmt_nfkc", remove_extra_whitespaces=True),
+}
+
+
+def train_vocabulary(texts: Iterable[str], model_prefix: str | Path, vocab_size: int = 8000, seed_sentences: int = 200_000,
+                     whitespace: str = "keep") -> Path:
+    """Train a deterministic T5-convention unigram model (single thread, fixed sampling off).
+
+    `whitespace` picks a rule of `WHITESPACE_RULES`; the default keeps newlines and spaces."""
+    if whitespace not in WHITESPACE_RULES:
+        raise FlanmixError(f"vocab train: --whitespace must be one of {sorted(WHITESPACE_RULES)}, not {whitespace!r}")
     buffer = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
@@ -121,8 +143,8 @@ def train_vocabulary(texts: Iterable[str], model_prefix: str | Path, vocab_size:
         num_threads=1,
         byte_fallback=True,
         split_digits=True,
-        normalization_rule_name="nmt_nfkc",
         minloglevel=2,
+        **WHITESPACE_RULES[whitespace],
     )
     out = Path(str(model_prefix) + ".model")
     out.write_bytes(buffer.getvalue())

@@ -65,3 +65,40 @@ def test_workers_get_the_packaged_default_by_name_and_any_other_model_as_bytes(v
     copy.write_bytes(vocab.model_proto)
     assert shipped_model(str(copy), vocab.model_proto) == vocab.model_proto
     assert worker_vocabulary(vocab.model_proto, str(copy), vocab.spec.sha256).vocab_size == vocab.vocab_size
+
+
+def test_default_vocabulary_keeps_newlines_and_spaces_of_every_demo_prompt(vocab, text_corpus):
+    """Option lists and few-shot separators reach the model as the template wrote them."""
+    import glob
+    import json
+
+    assert vocab.whitespace == "kept"
+    texts = []
+    for path in sorted(glob.glob(str(text_corpus[0] / "jsonl" / "*.jsonl"))):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                texts += [record["inputs"], record["targets"]]
+    assert len(texts) > 1000 and sum("\n" in t for t in texts) > 100  # the demo has multi-line prompts
+    ids = vocab.encode_batch(texts)
+    lost = [t for t, i in zip(texts, ids) if vocab.decode(i) != t]
+    assert not lost, f"{len(lost)} prompts change under encode/decode, e.g. {lost[0]!r}"
+
+
+def test_collapse_rule_gives_t5_behaviour_and_says_so(tmp_path):
+    multi = [t + "\n\nOptions:\n- yes\n- no" for t in TEXTS]
+    kept = Vocabulary.load(train_vocabulary(multi, tmp_path / "kept", vocab_size=300))
+    folded = Vocabulary.load(train_vocabulary(multi, tmp_path / "folded", vocab_size=300, whitespace="collapse"))
+    text = "Is it?\n\nOptions:\n- yes\n-  no"
+    assert kept.decode(kept.encode_batch([text])[0]) == text
+    assert folded.decode(folded.encode_batch([text])[0]) == "Is it? Options: - yes - no"
+    assert (kept.whitespace, folded.whitespace) == ("kept", "collapsed")
+    with pytest.raises(FlanmixError, match="--whitespace must be one of"):
+        train_vocabulary(multi, tmp_path / "bad", vocab_size=300, whitespace="squash")
+
+
+def test_manifest_records_the_vocabulary_whitespace_rule(demo_corpus):
+    import json
+
+    manifest = json.loads((demo_corpus[0] / "manifest.json").read_text())
+    assert manifest["vocabulary"]["whitespace"] == "kept"

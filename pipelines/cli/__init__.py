@@ -297,9 +297,10 @@ def cmd_vocab(args) -> int:
     refuse_if_needed(load_mixture(args.mixture), args.broken_entries)
     entries = resolve_datasets(load_mixture(args.mixture), catalog)
 
-    path = train_vocabulary(vocabulary_texts(entries, families), args.output, vocab_size=args.vocab_size)
+    path = train_vocabulary(vocabulary_texts(entries, families), args.output, vocab_size=args.vocab_size,
+                            whitespace=args.whitespace)
     vocab = Vocabulary.load(path)
-    print(f"wrote {path}: {vocab.vocab_size} pieces, sha256 {vocab.spec.sha256}")
+    print(f"wrote {path}: {vocab.vocab_size} pieces, whitespace {vocab.whitespace}, sha256 {vocab.spec.sha256}")
     return 0
 
 
@@ -414,6 +415,9 @@ def make_parser() -> argparse.ArgumentParser:
     vt.add_argument("--mixture", default="demo", help="whose datasets and templates to learn from (default: demo)")
     vt.add_argument("--output", required=True, help="model prefix; writes PREFIX.model")
     vt.add_argument("--vocab_size", type=int, default=8000, help="pieces in the model (default 8000)")
+    vt.add_argument("--whitespace", choices=("keep", "collapse"), default="keep",
+                    help="keep newlines, tabs and repeated spaces as written (default, lossless), or collapse them "
+                         "into single spaces as T5's vocabularies do")
     from trainer.cli import add_parsers  # train, export, eval: flags only; JAX loads when one runs
 
     add_parsers(sub)

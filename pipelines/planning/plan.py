@@ -72,6 +72,7 @@ class BuildPlan:
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
     render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
     max_dead_letter_fraction: float | None = None  # dead_letter_policy.py; None: fail when a dataset loses all
+    vocab_whitespace: str = "kept"  # Vocabulary.whitespace: "kept" or "collapsed" (T5's vocabularies)
 
 
 def _option(help_text: str, **kwargs):
@@ -160,6 +161,7 @@ def make_plan(
         vocab_path=vocab.path,
         vocab_sha256=vocab.spec.sha256,
         vocab_size=vocab.vocab_size,
+        vocab_whitespace=vocab.whitespace,
         mixture_spec=mixture,
         catalog=Catalog({e.name: e for e in all_entries}),
         target_examples=target_examples or (None if target_tokens else mixture.target_examples),

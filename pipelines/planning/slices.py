@@ -147,6 +147,7 @@ class ManifestSlice(Slice):
     vocab_path: str
     vocab_sha256: str
     vocab_size: int
+    vocab_whitespace: str
     datasets: Mapping[str, DatasetPlan]
     template_hashes: Mapping[str, str]
     skipped: tuple[tuple[str, str], ...]

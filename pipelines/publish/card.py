@@ -213,7 +213,8 @@ def render_card(manifest: dict, plots: list[card_plots.PlotData]) -> str:
             ("rows", f"{m['num_rows']:,}"), ("examples", f"{m['num_examples']:,}"), ("tokens (inputs + targets)", f"{tokens:,}"),
             ("shards", m["num_shards"]), ("overlong policy", m["overlong_policy"]),
             ("vocabulary", f"{m['vocabulary']['path'].rsplit('/', 1)[-1]} ({m['vocabulary']['vocab_size']:,} pieces, "
-                           f"sha256 {m['vocabulary']['sha256'][:16]}...; pad {m['vocabulary']['pad_id']}, EOS {m['vocabulary']['eos_id']})"),
+                           f"sha256 {m['vocabulary']['sha256'][:16]}...; pad {m['vocabulary']['pad_id']}, EOS {m['vocabulary']['eos_id']}; "
+                           f"whitespace {m['vocabulary'].get('whitespace', 'collapsed')})"),
             ("row layout", m.get("feature_spec", "")),
         ]),
         "",

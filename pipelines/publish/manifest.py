@@ -153,7 +153,7 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
         **output_description(plan),
         "overlong_policy": plan.overlong,
         "vocabulary": {"path": plan.vocab_path, "sha256": plan.vocab_sha256, "vocab_size": plan.vocab_size,
-                       "pad_id": 0, "eos_id": 1},
+                       "pad_id": 0, "eos_id": 1, "whitespace": plan.vocab_whitespace},
         "num_shards": plan.num_shards,
         "num_rows": rows,
         "num_examples": sum(d["examples"] for d in datasets.values()),
