@@ -207,9 +207,9 @@ def run_seqio(cot_dir: str, out: str) -> dict:
 def child(kind: str, *args: str, checkout: Path = ROOT) -> dict:
     """Run one measurement in a fresh process, with `checkout`'s code (its benchmarks/throughput.py)."""
     t0 = time.perf_counter()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if checkout != ROOT:
-        env["PYTHONPATH"] = str(checkout)
+    # the checkout's own code first, whatever the environment has installed
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(checkout), *filter(None, [os.environ.get("PYTHONPATH")])])}
     proc = subprocess.run([sys.executable, str(checkout / "benchmarks" / "throughput.py"), f"--_{kind}", *args],
                           capture_output=True, text=True, cwd=checkout, env=env)
     if proc.returncode != 0:
