@@ -394,7 +394,8 @@ def make_parser() -> argparse.ArgumentParser:
     tp.add_argument("--fixtures", action="store_true", help="use the entry's fixture rows; do not read the source")
     tp.add_argument("--setting", choices=["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"],
                     help="show what the build makes for this prompt setting: option formats, few-shot exemplars "
-                         "from the other preview rows (fixture or first source rows)")
+                         "from the other preview rows (fixture or first source rows); default: none, the plain "
+                         "preview of each template in turn")
     render_budget.add_flags(tp)
     ti = tsub.add_parser("import-promptsource", help="convert a promptsource templates.yaml into a template family")
     ti.add_argument("path", help="a promptsource templates.yaml")
