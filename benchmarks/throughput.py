@@ -1,6 +1,6 @@
 """Throughput of `flanmix build` against a single-process floor, on the Flan chain-of-thought data.
 
-    python benchmarks/throughput.py [--cot_dir DIR] [--runs 3] [--workers N]
+    python benchmarks/throughput.py [--cot_dir DIR] [--runs 3] [--few_shot] [--baseline CHECKOUT] [Beam flags]
 
 DIR holds the 7 Flan CoT training TSVs (33,443 examples; default: ../shared/data/flan/cot beside the
 checkout). Each run measures, in fresh processes:
@@ -15,6 +15,12 @@ checkout). Each run measures, in fresh processes:
    --direct_num_workers=2`.
 
 Both sides freeze the heap they start with (gc.freeze, see pipelines/startup_heap.py).
+
+`--few_shot` builds half zero-shot, half few-shot (1-5 exemplars; from each task's whole split since
+issue 14, `pipelines/planning/exemplars.py`) and prints the manifest's exemplar reuse (max / mean).
+`--baseline CHECKOUT` also runs the same build with another flanmix checkout's code (e.g. the main
+branch: `--baseline /path/to/main`), interleaved with this one's in every run, and prints
+`ratio build/baseline` (median wall and CPU): the cost of a change measured in the same run.
 
 With `--seqio`, each run also measures the reference path users know, seqio's Beam caching job
 (`seqio.beam_utils.PreprocessTask` + `WriteExampleTfRecord`, as `seqio.scripts.cache_tasks_main`
@@ -55,7 +61,10 @@ templates: [cot_qa, cot_inversion]
 """
 
 
-def make_catalog(cot_dir: Path, work: Path) -> tuple[Path, Path]:
+FEW_SHOT = "prompt_settings: {zs_noopt: 0.5, fs_noopt: 0.5}\nfew_shot: {min_exemplars: 1, max_exemplars: 5}\n"
+
+
+def make_catalog(cot_dir: Path, work: Path, few_shot: bool = False) -> tuple[Path, Path]:
     files = sorted(cot_dir.glob("*_train.tsv"))
     if len(files) != 7:
         sys.exit(f"expected 7 *_train.tsv files in {cot_dir}, found {len(files)}")
@@ -67,7 +76,8 @@ def make_catalog(cot_dir: Path, work: Path) -> tuple[Path, Path]:
         names.append(name)
         (work / "catalog" / f"{name}.yaml").write_text(ENTRY.format(name=name, path=f))
     mixture = work / "cot_full.yaml"
-    mixture.write_text("schema_version: 1\nname: cot_full\nsequence_length: {inputs: 2048, targets: 512}\nmembers:\n"
+    mixture.write_text("schema_version: 1\nname: cot_full\nsequence_length: {inputs: 2048, targets: 512}\n"
+                       + (FEW_SHOT if few_shot else "") + "members:\n"
                        + "".join(f"  - {{dataset: {n}}}\n" for n in names))
     return work / "catalog", mixture
 
@@ -144,8 +154,9 @@ def run_build(catalog_dir: str, mixture: str, out: str, beam_args: list[str]) ->
     cpu1, rss = _usage()
     m = read_manifest(out)
     tokens = sum(d["inputs_tokens"] + d["targets_tokens"] for d in m["datasets"].values())
+    reuse = ((m.get("mixing") or {}).get("few_shot") or {}).get("exemplar_reuse")  # since issue 14
     return {"examples": m["num_examples"], "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss,
-            "startup": imports, "rows": m["num_rows"]}
+            "startup": imports, "rows": m["num_rows"], "reuse": reuse and {k: reuse[k] for k in ("max", "mean", "rows")}}
 
 
 def run_seqio(cot_dir: str, out: str) -> dict:
@@ -193,10 +204,14 @@ def run_seqio(cot_dir: str, out: str) -> dict:
     return {"examples": examples, "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss, "startup": imports}
 
 
-def child(kind: str, *args: str) -> dict:
+def child(kind: str, *args: str, checkout: Path = ROOT) -> dict:
+    """Run one measurement in a fresh process, with `checkout`'s code (its benchmarks/throughput.py)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, f"--_{kind}", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    # the checkout's own code first, whatever the environment has installed
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(checkout), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, str(checkout / "benchmarks" / "throughput.py"), f"--_{kind}", *args],
+                          capture_output=True, text=True, cwd=checkout, env=env)
     if proc.returncode != 0:
         sys.exit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -215,6 +230,9 @@ def main() -> None:
     parser.add_argument("--cot_dir", type=Path, default=DEFAULT_COT)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seqio", action="store_true", help="also measure seqio's Beam cache job (about 40 s a run)")
+    parser.add_argument("--few_shot", action="store_true",
+                        help="build half zero-shot, half few-shot (1-5 exemplars from each task's whole split)")
+    parser.add_argument("--baseline", type=Path, help="another flanmix checkout whose build runs beside this one's")
     parser.add_argument("--_seqio", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_floor", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_build", nargs="+", help=argparse.SUPPRESS)
@@ -231,20 +249,26 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        catalog_dir, mixture = make_catalog(args.cot_dir, work)
+        catalog_dir, mixture = make_catalog(args.cot_dir, work, args.few_shot)
         print(f"data: {args.cot_dir} ({sum(1 for f in args.cot_dir.glob('*_train.tsv') for _ in open(f))} lines), "
               f"cores: {os.cpu_count()}, build options: {beam_args or '(defaults)'}")
-        floors, builds, seqios = [], [], []
+        floors, builds, seqios, baselines = [], [], [], []
         for run in range(args.runs):
             floors.append(child("floor", str(catalog_dir), str(work / f"floor{run}.tfrecord")))
             print(line("floor", floors[-1]))
             builds.append(child("build", str(catalog_dir), str(mixture), str(work / f"build{run}"), *beam_args))
-            print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}")
+            reuse = builds[-1].get("reuse")
+            print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}"
+                  + (f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse else ""))
+            if args.baseline:
+                baselines.append(child("build", str(catalog_dir), str(mixture), str(work / f"baseline{run}"), *beam_args,
+                                       checkout=args.baseline.resolve()))
+                print(line("base", baselines[-1]) + f"  rows {baselines[-1]['rows']}")
             if args.seqio:
                 seqios.append(child("seqio", str(args.cot_dir), str(work / f"seqio{run}")))
                 print(line("seqio", seqios[-1]))
         med = {k: {f: statistics.median(r[f] for r in rs) for f in ("wall", "cpu", "rss_mib", "startup", "examples", "tokens")}
-               for k, rs in (("floor", floors), ("build", builds), ("seqio", seqios)) if rs}
+               for k, rs in (("floor", floors), ("build", builds), ("seqio", seqios), ("base", baselines)) if rs}
         for k in med:
             m = med[k]
             print(f"median {k:6} wall {m['wall']:.2f}s  examples/s {m['examples'] / m['wall']:.0f}  "
@@ -253,6 +277,9 @@ def main() -> None:
         if seqios:
             print(f"ratio seqio/build: {med['seqio']['wall'] / med['build']['wall']:.2f}  "
                   f"(seqio/floor: {med['seqio']['wall'] / med['floor']['wall']:.2f})")
+        if baselines:
+            print(f"ratio build/baseline ({args.baseline}): wall {med['build']['wall'] / med['base']['wall']:.2f}  "
+                  f"cpu {med['build']['cpu'] / med['base']['cpu']:.2f}")
         print(f"ratio build/floor: {med['build']['wall'] / med['floor']['wall']:.2f}")
 
 

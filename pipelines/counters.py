@@ -48,8 +48,24 @@ FEWSHOT_K = Counter("fewshot_k", ("exemplars",), "few-shot prompts by the exempl
 FEWSHOT_DROPPED = Counter("fewshot_exemplars_dropped", ("dataset",), "exemplars dropped whole for length",
                           "mixing.few_shot.exemplars_dropped_for_length")
 FEWSHOT_FELL_BACK = Counter("fewshot_fell_back_to_zero_shot", ("dataset",),
-                            "few-shot prompts where no exemplar fitted beside the query",
+                            "few-shot prompts written zero-shot (same template) because no exemplar fitted in the "
+                            "inputs length left by the query, or every exemplar failed to render",
                             "mixing.few_shot.fell_back_to_zero_shot")
+FEWSHOT_NO_EXEMPLAR = Counter("fewshot_no_exemplar", ("dataset",),
+                              "copies assigned a few-shot setting written zero-shot because their exemplar group "
+                              "had no other row to show", "mixing.few_shot.no_exemplar_zero_shot")
+FEWSHOT_STYLE = Counter("fewshot_style", ("style",),
+                        "few-shot prompts by style: same_template (Flan's x-shot) or template_mix",
+                        "mixing.few_shot.styles")
+EXEMPLAR_REUSE = Counter("exemplar_reuse", ("dataset", "uses"),
+                         "rows of grouped tasks by how many prompts were offered them as an exemplar (before "
+                         "length fitting)", "mixing.few_shot.exemplar_reuse (max, mean, per collection)")
+OPTION_FORMAT = Counter("option_format", ("format",), "options blocks rendered per option format",
+                        "mixing.option_formats.used")
+OPTION_MARKER_ANSWER = Counter("option_marker_answer", (), "examples answered with the marker of the right choice",
+                               "mixing.option_formats.marker_answers")
+RENDERED_EXAMPLES = Counter("rendered_examples", ("dataset",), "examples RenderTemplates emitted (the row ledger)",
+                            "checked by stages.ledger before publishing; not in the manifest")
 TRUNCATED = Counter("truncated", ("dataset",), "examples cut to the lengths (--overlong truncate)", "datasets.D.truncated")
 ROWS = Counter("rows", (), "output rows (packed sequences, or jsonl lines)", "num_rows")
 INPUTS_NONPAD = Counter("inputs_nonpad", (), "non-pad inputs tokens in packed rows", "packing_efficiency.inputs")
@@ -73,7 +89,8 @@ SHARD_TOKENS = Counter("shard_tokens", ("shard", "side"), "non-pad tokens per ou
 SHARD_ROWS = Counter("shard_rows", ("shard",), "rows per output shard", "distributions.shards")
 
 REPORT_COUNTERS = (READ, SAMPLED_OUT, UPSAMPLED_COPIES, EXEMPLAR_RENDER_FAILED, FEWSHOT_K, FEWSHOT_DROPPED,
-                   FEWSHOT_FELL_BACK, TRUNCATED, ROWS, INPUTS_NONPAD, TARGETS_NONPAD, LOSS_TOKENS, INPUTS_TOKENS,
+                   FEWSHOT_FELL_BACK, FEWSHOT_NO_EXEMPLAR, FEWSHOT_STYLE, EXEMPLAR_REUSE, OPTION_FORMAT,
+                   OPTION_MARKER_ANSWER, RENDERED_EXAMPLES, TRUNCATED, ROWS, INPUTS_NONPAD, TARGETS_NONPAD, LOSS_TOKENS, INPUTS_TOKENS,
                    TARGETS_TOKENS, EXAMPLES, TEMPLATE, SETTING, TASK_SETTING, DEAD_LETTERS, HIST_TOKENS, HIST_FILL,
                    SHARD_TOKENS, SHARD_ROWS)
 

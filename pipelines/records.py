@@ -35,7 +35,10 @@ class RenderedExample(NamedTuple):
     setting: str  # prompt setting, e.g. "fs_noopt"
     inputs: str  # the query, without exemplars
     targets: str
-    shots: tuple[str, ...]  # rendered exemplars ("inputs + separator + targets"), joined later
+    # rendered exemplars ("inputs + separator + targets"), joined later: a tuple of them (the survey
+    # pool's), or a planning.exemplars.FewShotPrompt (exemplars from the row's group, with the task's
+    # separator and a lead stated once)
+    shots: tuple
 
 
 class ShardItem(NamedTuple):

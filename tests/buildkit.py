@@ -65,3 +65,16 @@ def read_back(output: str) -> dict:
             assert hashlib.sha256(data).hexdigest() == f["sha256"], f["path"]
             assert len(data) == f["num_bytes"], f["path"]
     return manifest
+
+
+def real_rows(catalog, dataset: str, n: int | None = None) -> list:
+    """The first rows of a shipped dataset, read by its real loader (the demo's shipped samples)."""
+    from pipelines.loaders import get_loader
+
+    entry = catalog[dataset]
+    loader_type, args = entry.loader_type, entry.loader_args
+    if entry.sample_loader_type:
+        loader_type, args = entry.sample_loader_type, entry.sample_loader_args
+    loader = get_loader(loader_type)
+    rows = [r for s in loader.plan(dataset, "train", entry.splits["train"], args) for r in loader.read(s)]
+    return rows[:n] if n else rows

@@ -75,8 +75,13 @@ def test_every_example_arrives_exactly_once(demo_corpus, catalog, families, voca
                 assert inputs == fit_to_length(ids_in, plan.inputs_length)[0].tolist(), prov
             else:  # generated few-shot: exemplars, then the query; never cut (EOS ends the prompt)
                 assert len(inputs) <= plan.inputs_length and inputs[-1] == 1
-                assert vocab.decode(inputs).endswith(vocab.decode(ids_in)), prov
-                assert len(inputs) > len(ids_in) + 1, prov
+                if templates[template_id].lead_once:  # the shared lead (NIV2's definition) is stated once, first
+                    tail = vocab.encode_batch([query.split("\n\n")[-1]])[0]
+                    assert vocab.decode(inputs).endswith(vocab.decode(tail)), prov
+                    assert vocab.decode(inputs).startswith(vocab.decode(vocab.encode_batch([query.split("\n")[0]])[0])), prov
+                else:
+                    assert vocab.decode(inputs).endswith(vocab.decode(ids_in)), prov
+                    assert len(inputs) > len(ids_in) + 1, prov
     assert set(seen) == set(source) and set(seen.values()) == {1}
     assert settings["fs_noopt"] > 1000 and settings["zs_noopt"] > 1000
 

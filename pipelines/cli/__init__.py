@@ -5,7 +5,7 @@
                   [--overwrite] [--versioned] [--dry-run] [--dataflow-check] [--progress SECONDS]
                   [--layout encdec|decoder] [--decoder_length N] [--format packed|jsonl] [--pack_buffer N]
     flanmix catalog list [--collection C] [--category "Question Answering"] | show NAME | stats [--json]
-    flanmix templates lint [--rows N] [--no-source] | preview DATASET -n 3 [--fixtures]
+    flanmix templates lint [--rows N] [--no-source] | preview DATASET -n 3 [--fixtures] [--setting zs_opt|zs_noopt|fs_opt|fs_noopt]
     flanmix templates import-promptsource PATH [--family NAME] [--output DIR]
     flanmix mixtures list | show NAME [--no-count] [--json] [--verbose]
     flanmix vocab train --output PREFIX
@@ -243,8 +243,10 @@ def cmd_templates(args) -> int:
             return 1
         print(f"templates lint: OK ({len(families)} families, {n_templates} templates, {len(catalog)} datasets)")
         return 0
-    from pipelines.cli.preview import preview
+    from pipelines.cli.preview import preview, preview_setting_cmd
 
+    if args.setting:  # the build's decisions for one prompt setting (cli.prompt_preview)
+        return preview_setting_cmd(catalog, families, args)
     return preview(catalog, families, args.dataset, args.n, args.template, args.fixtures)
 
 
@@ -391,6 +393,10 @@ def make_parser() -> argparse.ArgumentParser:
     tp.add_argument("-n", type=int, default=3, help="rows to render (default 3)")
     tp.add_argument("--template", help="only this template id (default: the dataset's templates in turn)")
     tp.add_argument("--fixtures", action="store_true", help="use the entry's fixture rows; do not read the source")
+    tp.add_argument("--setting", choices=["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"],
+                    help="show what the build makes for this prompt setting: option formats, few-shot exemplars "
+                         "from the other preview rows (fixture or first source rows); default: none, the plain "
+                         "preview of each template in turn")
     render_budget.add_flags(tp)
     ti = tsub.add_parser("import-promptsource", help="convert a promptsource templates.yaml into a template family")
     ti.add_argument("path", help="a promptsource templates.yaml")

@@ -66,3 +66,21 @@ def preview(catalog, families, dataset: str, n: int, template_id: str | None, us
             continue
         print(f"--- inputs\n{inputs}\n--- targets\n{targets}\n")
     return 0
+
+
+def preview_setting_cmd(catalog, families, args) -> int:
+    """`templates preview NAME --setting S`: the rows stand in for one exemplar group (cli.prompt_preview)."""
+    from pipelines.cli.prompt_preview import PREVIEW_ROWS, preview_setting
+    from pipelines.definitions.fieldtypes import field_problem
+    from pipelines.definitions.templates import bind_templates
+
+    entry = catalog[args.dataset]
+    templates = [t for t in bind_templates(entry.templates, families, entry.template_vars)
+                 if not args.template or t.id == args.template]
+    if not templates:
+        raise FlanmixError(f"dataset {args.dataset} has no template {args.template!r}")
+    rows, note = preview_rows(entry, max(args.n, PREVIEW_ROWS), args.fixtures)
+    if note:
+        print(f"[{args.dataset}] {note}\n")
+    rows = [r for r in rows if r.error is None and field_problem(r.fields, entry.fields) is None]
+    return preview_setting(entry, templates, rows, args.setting, args.n)

@@ -38,6 +38,8 @@ class FewShotConfig:
     pool_size: int = 32
     example_separator: str = "\n\n"
     target_separator: str = "\n"
+    group_size: int = 64  # exemplar groups: rows per group (planning.exemplars)
+    template_mix: float = 0.5  # share of few-shot prompts whose exemplars mix templates (else the query's)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Mixture:
     description: str = ""
     source_path: str = ""
     submixtures: Mapping[str, "Mixture"] = field(default_factory=dict)
+    option_marker_answers: float = 0.5  # share of enumerated options blocks answered with the marker
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ def load_mixture(name_or_path: str | Path, _stack: tuple[str, ...] = ()) -> Mixt
         description=raw.get("description", ""),
         source_path=str(path),
         submixtures=subs,
+        option_marker_answers=raw.get("option_marker_answers", 0.5),
     )
 
 

@@ -32,7 +32,7 @@ from jinja2 import meta
 
 from pipelines import resources
 from pipelines.definitions import render_budget, safe_yaml, text_filters
-from pipelines.planning import hashing
+from pipelines.planning import hashing, option_formats
 from pipelines.errors import RenderError, TemplateError
 from pipelines.definitions.schema_check import validate
 
@@ -53,6 +53,9 @@ class Template:
     inversion: bool = False
     source_path: str = ""
     variables: tuple[tuple[str, str], ...] = ()  # (name, Jinja expression) bound from a catalog entry
+    lead_once: bool = False  # few-shot form: the leading paragraphs shared with the exemplars (e.g. a
+    # task definition) are stated once at the top, not before every exemplar (planning.exemplars)
+    num_exemplars: int | None = None  # few-shot form: exactly this many exemplars (else the mixture's range)
 
     @property
     def prompt_setting(self) -> str:
@@ -123,6 +126,7 @@ def load_family(path: Path) -> TemplateFamily:
             id=t["id"], family=raw["family"], shots=t["shots"], options=t["options"], cot=t["cot"],
             inputs=t["inputs"], targets=t["targets"], answer_choices=t.get("answer_choices"),
             inversion=t.get("inversion", False), source_path=str(path),
+            lead_once=t.get("lead_once", False), num_exemplars=t.get("num_exemplars"),
         )
         for t in raw["templates"]
     )
@@ -277,13 +281,23 @@ def options_block(choices: Sequence[str]) -> str:
     return "Options:\n" + "\n".join(f"- {c}" for c in choices)
 
 
+def places_options_block(template: Template) -> bool:
+    """True when the template's inputs place `{{ options_block }}` (so its layout can vary)."""
+    return template.answer_choices is not None and "options_block" in _source_refs(template.inputs)
+
+
 @render_budget.bounded()  # each row's render runs under the time and output-size budget
 def render_with_choices(
-    compiled: CompiledTemplate, fields: Mapping[str, Any], row_key: tuple[int, str, str] | None = None
+    compiled: CompiledTemplate, fields: Mapping[str, Any], row_key: tuple[int, str, str] | None = None,
+    option_format: option_formats.OptionFormat | None = None, marker_answer: bool = False,
 ) -> tuple[str, str, list[str] | None]:
     """(inputs, targets, answer choices or None). Raises RenderError (a dead-letter reason) on any
     failure, an empty result, or, for a template with answer_choices, a target that is not a choice.
-    `row_key` (seed, dataset, row id) feeds `keyed_choice(n)` in template_vars."""
+    `row_key` (seed, dataset, row id) feeds `keyed_choice(n)` in template_vars.
+
+    `option_format` (chosen by the caller's keyed hash, `planning.option_formats`) lays out
+    `{{ options_block }}` instead of the default; with `marker_answer` and an enumerated format the
+    target becomes the right choice's marker (e.g. "(b)"), for templates that place the block."""
     context = dict(fields)
     context.setdefault(RAW, fields)
     if row_key is not None:
@@ -300,7 +314,8 @@ def render_with_choices(
             choices = [c.strip() for c in render_budget.render_template(compiled.answer_choices, context).split(CHOICE_SEPARATOR)]
             choices = [c for c in choices if c]
             context["answer_choices"] = choices
-            context["options_block"] = options_block(choices)
+            context["options_block"] = (options_block(choices) if option_format is None
+                                        else option_formats.render_block(choices, option_format))
         inputs = render_budget.render_template(compiled.inputs, context).strip()
         targets = render_budget.render_template(compiled.targets, context).strip()
     except DroppedRow as exc:
@@ -319,12 +334,17 @@ def render_with_choices(
         raise RenderError(f"template {tid}: rendered empty targets")
     if choices is not None and targets not in choices:
         raise RenderError(f"template {tid}: target {targets[:80]!r} is not one of the {len(choices)} answer choices")
+    if (marker_answer and option_format is not None and option_format.enumerated
+            and places_options_block(compiled.template)):
+        targets = option_formats.answer(option_format, choices.index(targets), len(choices))
     return inputs, targets, choices
 
 
 def render(
-    compiled: CompiledTemplate, fields: Mapping[str, Any], row_key: tuple[int, str, str] | None = None
+    compiled: CompiledTemplate, fields: Mapping[str, Any], row_key: tuple[int, str, str] | None = None,
+    option_format: option_formats.OptionFormat | None = None, marker_answer: bool = False,
 ) -> tuple[str, str]:
-    """Render one row. Raises RenderError (a dead-letter reason) on any failure or empty result."""
-    inputs, targets, _ = render_with_choices(compiled, fields, row_key)
+    """Render one row. Raises RenderError (a dead-letter reason) on any failure or empty result.
+    `option_format`, `marker_answer`: see `render_with_choices`."""
+    inputs, targets, _ = render_with_choices(compiled, fields, row_key, option_format, marker_answer)
     return inputs, targets

@@ -73,6 +73,9 @@ class BuildPlan:
     render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
     max_dead_letter_fraction: float | None = None  # dead_letter_policy.py; None: fail when a dataset loses all
     vocab_whitespace: str = "kept"  # Vocabulary.whitespace: "kept" or "collapsed" (T5's vocabularies)
+    # Few-shot exemplars from the whole split (stages.exemplars): on when a few-shot setting is wanted.
+    exemplar_groups: bool = False
+    option_marker_answers: float = 0.5  # planning.option_formats: share of enumerated blocks answered by marker
 
 
 def _option(help_text: str, **kwargs):
@@ -178,6 +181,8 @@ def make_plan(
         pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
         render_budget=o.render_budget or RenderBudget(),
         max_dead_letter_fraction=dead_letter_policy.validate(o.max_dead_letter_fraction),
+        exemplar_groups=wants_few_shot(mixture),
+        option_marker_answers=mixture.option_marker_answers,
     )
 
 

@@ -7,7 +7,8 @@ a stage's functions accept the slice or the whole plan alike (tests pass plans),
 starts to need fails on the first local run, not only on remote workers.
 
     survey    SurveySlice     sizes and pools, then the SamplingTable (weights need catalog membership)
-    render    RenderSlice     seed, few-shot config, datasets (fields, templates)
+    exemplars ExemplarSlice   seed, few-shot config (group size), datasets' fields
+    render    RenderSlice     seed, few-shot config, datasets (fields, templates), marker-answer share
     tokenize  TokenizeSlice   lengths, overlong policy, shard count, vocabulary identity
     pack      PackSlice       lengths and the packer's buffer
     write     OutputSlice     shard names, layout, format (also FinishCorpus)
@@ -84,6 +85,16 @@ class RenderSlice(Slice):
     few_shot: FewShotConfig
     datasets: Mapping[str, DatasetPlan]
     render_budget: RenderBudget
+    option_marker_answers: float
+
+
+@dataclass(frozen=True)
+class ExemplarSlice(Slice):
+    """GroupExemplars (stages.exemplars): which rows go to which exemplar group."""
+
+    seed: int
+    few_shot: FewShotConfig
+    datasets: Mapping[str, DatasetPlan]
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,8 @@ class ManifestSlice(Slice):
     upsample: bool
     few_shot: FewShotConfig
     pool_size: int
+    option_marker_answers: float
+    exemplar_groups: bool
 
 
 def run_identity(plan: BuildPlan) -> tuple:

@@ -3,10 +3,13 @@ a token target turned into an example target, and each task's rate and prompt se
 (`SamplingTable`, the side input of RenderTemplates). The survey stage measures; this decides."""
 from __future__ import annotations
 
+import dataclasses
+
 from pipelines.definitions.mixtures import default_target, resolve_weights, sampling_rate
 from pipelines.definitions.templates import compile_template, render
 from pipelines.definitions import render_budget
 from pipelines.errors import RenderError
+from pipelines.planning import exemplars
 from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.sampling import SamplingTable, TaskSampling, Variant, choose_variant, supported_settings
 from pipelines.vocab import Vocabulary, worker_vocabulary
@@ -36,8 +39,10 @@ def tokens_per_example(task: str, pool, templates, settings, plan, vocab: Vocabu
         return 0.0
     ids = vocab.encode_batch([s[0] for s in samples] + [s[1] for s in samples], num_threads=1)
     n, sizes = len(samples), []
+    # the build joins exemplars with the task's keyed separator (planning.exemplars)
+    few_shot = dataclasses.replace(plan.few_shot, example_separator=exemplars.separator(plan.seed, task))
     for i, (inputs, _, shots, _) in enumerate(samples):
-        n_in = len(fit_few_shot(vocab, inputs, ids[i], shots, plan.inputs_length - 1, plan.few_shot)[0]) if shots else len(ids[i])
+        n_in = len(fit_few_shot(vocab, inputs, ids[i], shots, plan.inputs_length - 1, few_shot)[0]) if shots else len(ids[i])
         n_tg = len(ids[n + i])
         if plan.layout == "decoder":
             sizes.append(min(n_in + n_tg + 2, plan.decoder_length))

@@ -264,8 +264,13 @@ def render_card(manifest: dict, plots: list[card_plots.PlotData]) -> str:
                         [(s, f"{v['examples']:,}", _pct(v["target_share"]), _pct(v["realized_share"]))
                          for s, v in mixing["prompt_settings"].items()])
         few = mixing["few_shot"]
+        reuse = few.get("exemplar_reuse") or {}
+        source = (f"from each task's whole split (groups of about {few.get('group_size')} rows; each row offered as "
+                  f"an exemplar at most {reuse.get('max', 0)} times, {reuse.get('mean', 0)} on average)"
+                  if str(few.get("exemplar_source", "")).startswith("whole split")
+                  else f"from a pool of {few['config']['pool_size']} per task")
         lines += ["", f"Few-shot prompts hold {few['config']['min_exemplars']}-{few['config']['max_exemplars']} exemplars "
-                  f"from a pool of {few['config']['pool_size']} per task; exemplars per prompt: "
+                  f"{source}; exemplars per prompt: "
                   + (", ".join(f"{k}: {v:,}" for k, v in few["exemplars_per_prompt"].items())
                      or ("not counted (a text export keeps every exemplar)" if m.get("format") == "jsonl" else "none"))
                   + f". Exemplars dropped to fit the inputs length: {few['exemplars_dropped_for_length']:,}; prompts that "

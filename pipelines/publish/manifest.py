@@ -14,7 +14,7 @@ from pipelines.planning.plan import BuildPlan
 from pipelines.planning.sampling import SamplingTable
 from pipelines.records import Report
 from flanmix_corpus.reader import MANIFEST_NAME
-from pipelines.publish import card_stats
+from pipelines.publish import card_stats, prompt_report
 
 MANIFEST_VERSION = 1
 
@@ -64,6 +64,7 @@ def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datase
             v["target_share"] = round(v["target_share"], 6)
             v["realized_share"] = round(v["examples"] / total, 6)
     k_dist = k.by_part(c, k.FEWSHOT_K)
+    prompts = prompt_report.prompt_sections(plan, c, table, lambda n: _setting_shares(table.tasks[n], plan.datasets[n].templates))
     realized_tokens = sum(d["inputs_tokens"] + d["targets_tokens"] for d in datasets.values())
     return {
         "target_examples": table.target,
@@ -82,7 +83,10 @@ def mixing_section(plan: BuildPlan, report: Report, table: SamplingTable, datase
             "exemplars_not_renderable": k.total(c, k.EXEMPLAR_RENDER_FAILED),
             "config": {"min_exemplars": plan.few_shot.min_exemplars, "max_exemplars": plan.few_shot.max_exemplars,
                        "pool_size": plan.pool_size},
+            **prompts["few_shot_extra"],
         },
+        "prompt_settings_per_collection": prompts["prompt_settings_per_collection"],
+        "option_formats": prompts["option_formats"],
         "skipped_sources": [{"dataset": n, "reason": r} for n, r in plan.skipped],
     }
 

@@ -26,6 +26,7 @@ from pipelines.records import DEAD_LETTER, STATS
 from pipelines.publish import lease as publish_lease
 from pipelines.runner import startup_heap
 from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
+from pipelines.stages.exemplars import GroupExemplars
 from pipelines.stages.finish import MergeReports, dead_letter_report, finish_corpus
 from pipelines.stages.pack import Pack
 from pipelines.stages.read import ReadSources
@@ -63,7 +64,10 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     )
     sources = pipeline | "ListSources" >> beam.Create(list(plan.sources), reshuffle=parallel)
     read = sources | "ReadSources" >> ReadSources()
-    rendered = read.rows | "RenderTemplates" >> RenderTemplates(plan, table)
+    rows = read.rows
+    if plan.exemplar_groups:  # a few-shot setting is wanted: exemplars from each row's group (stages.exemplars)
+        rows = rows | "GroupExemplars" >> GroupExemplars(plan, table, spill_dir=staging if spill else None)
+    rendered = rows | "RenderTemplates" >> RenderTemplates(plan, table)
     if plan.output_format == "jsonl":  # the rendered text, unpacked (stages.write_text)
         shard_reports = rendered.rendered | "WriteText" >> WriteText(plan, staging)
         stages = (rendered,)

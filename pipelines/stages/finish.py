@@ -13,7 +13,7 @@ import apache_beam as beam
 
 from pipelines import counters
 from pipelines.records import Report, dead_letter_key
-from pipelines.stages import dead_letter_policy, write_text
+from pipelines.stages import dead_letter_policy, ledger, write_text
 from pipelines.stages.write import write_packed_shard
 
 
@@ -45,6 +45,7 @@ def finish_corpus(report: Report, plan: BuildPlan, output_dir: str) -> Report:
             extra = write_packed_shard(shard, [], plan, output_dir)
             counts.update(extra.counts)
             files.extend(extra.files)
+    ledger.check(counts)  # every row read is accounted for; raises before anything is published
     dead_letter_policy.check(counts, plan.max_dead_letter_fraction)  # raises before anything is published
     return Report(dict(counts), tuple(sorted(files, key=lambda f: f.path)))
 

@@ -3,6 +3,12 @@
 Checks declared field types, samples each row's copies and picks prompt setting, template and exemplars
 from keyed hashes (`planning.sampling`), then renders. Rows that cannot be used go to [DEAD_LETTER]
 with a reason; counts (sampled out, upsampled copies, exemplars that failed) go to [STATS].
+
+An element is a batch (dataset, rows) or, for a task with a few-shot setting, one exemplar group
+(dataset, rows, ordinal) from `stages.exemplars.GroupExemplars`: then the group's plan
+(`planning.exemplars.plan_group`) decides each copy's setting, template and exemplars, and a
+few-shot copy carries a `FewShotPrompt` that Tokenize fits. Templates that place `{{ options_block }}`
+get a keyed option format (`planning.option_formats`), shared by the copy's exemplars.
 """
 from __future__ import annotations
 
@@ -11,9 +17,9 @@ from collections import Counter
 import apache_beam as beam
 
 from pipelines.definitions.fieldtypes import field_problem
-from pipelines.definitions.templates import compile_template, render
+from pipelines.definitions.templates import compile_template, places_options_block, render
 from pipelines.errors import RenderError
-from pipelines.planning import sampling
+from pipelines.planning import exemplars, option_formats, sampling
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.slices import RenderSlice
 from pipelines.planning.sampling import SamplingTable
@@ -21,6 +27,15 @@ from pipelines import counters
 from pipelines.records import DEAD_LETTER, STATS, RenderedBatch, RenderedExample, Report, dead_letter, new
 from pipelines.definitions import render_budget
 from pipelines.runner import startup_heap
+
+
+def _option_format(template, seed: int, dataset: str, key: str, marker_share: float):
+    """(option format, marker answer) of one copy: keyed choices, made only for templates that
+    place `{{ options_block }}` (planning.option_formats); (None, False) otherwise."""
+    if not places_options_block(template):
+        return None, False
+    fmt = option_formats.pick_format(seed, dataset, key)
+    return fmt, option_formats.marker_answer(seed, dataset, key, fmt, marker_share)
 
 
 class RenderBatchFn(beam.DoFn):
@@ -39,7 +54,7 @@ class RenderBatchFn(beam.DoFn):
         self.rendered = counters.RENDERED.counter()
 
     def process(self, element, table: SamplingTable):
-        dataset, rows = element
+        dataset, rows = element[0], element[1]  # (dataset, rows) or an exemplar group (dataset, rows, ordinal)
         plan = self.plan
         ds = plan.datasets[dataset]
         task = table.tasks[dataset]
@@ -47,7 +62,17 @@ class RenderBatchFn(beam.DoFn):
         compiled = self.compiled[dataset]
         out = RenderedBatch()
         counts: Counter = Counter()
-        for row in rows:
+        marker_share = plan.option_marker_answers
+        group = None
+        if len(element) == 3:  # exemplars from the row's group (planning.exemplars)
+            group, uses, no_exemplar = exemplars.plan_group(
+                rows, [sampling.copies(task.rate, plan.seed, dataset, r.row_id) for r in rows], ds.templates,
+                task.settings, plan.few_shot, plan.seed, dataset, element[2])
+            counts.update(exemplars.reuse_counts(dataset, uses))
+            if no_exemplar:
+                counts[counters.FEWSHOT_NO_EXEMPLAR.key(dataset)] += no_exemplar
+            separator = exemplars.separator(plan.seed, dataset)
+        for index, row in enumerate(rows):
             if row.error is not None:
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, row.row_id, "read", row.error, row.raw))
                 continue
@@ -63,24 +88,50 @@ class RenderBatchFn(beam.DoFn):
                 counts[counters.UPSAMPLED_COPIES.key(dataset)] += n_copies - 1
             for c in range(n_copies):
                 key = sampling.copy_key(row.row_id, c)
-                variant = sampling.choose_variant(
-                    ds.templates, task.settings, pool, plan.few_shot, plan.seed, dataset, row.row_id, key
-                )
-                ct = compiled[variant.template.id]
-                try:
-                    inputs, targets = render(ct, row.fields, (plan.seed, dataset, row.row_id))
-                except RenderError as exc:
-                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "render", str(exc)))
-                    continue
-                shots = []
-                for ex_id, ex_fields in variant.exemplars:
+                if group is not None:
+                    choice = group[key]
+                    fmt, marker = _option_format(choice.template, plan.seed, dataset, key, marker_share)
                     try:
-                        ex_in, ex_tg = render(ct, ex_fields, (plan.seed, dataset, ex_id))
-                    except RenderError:
-                        counts[counters.EXEMPLAR_RENDER_FAILED.key(dataset)] += 1
+                        inputs, targets, shots, failed = exemplars.render_copy(
+                            compiled, choice, rows, index, plan.few_shot, separator, fmt, marker, plan.seed, dataset)
+                    except RenderError as exc:
+                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "render", str(exc)))
                         continue
-                    shots.append(ex_in + plan.few_shot.target_separator + ex_tg)
-                out.append(new(RenderedExample, (variant.template.id, key, variant.setting, inputs, targets, tuple(shots))))
+                    if failed:
+                        counts[counters.EXEMPLAR_RENDER_FAILED.key(dataset)] += failed
+                    template, setting = choice.template, choice.setting
+                    if choice.exemplars and not shots:  # every exemplar failed to render
+                        setting = "zs_" + setting.split("_")[1]
+                        counts[counters.FEWSHOT_FELL_BACK.key(dataset)] += 1
+                    elif shots:
+                        counts[counters.FEWSHOT_STYLE.key(choice.style)] += 1
+                else:
+                    variant = sampling.choose_variant(
+                        ds.templates, task.settings, pool, plan.few_shot, plan.seed, dataset, row.row_id, key
+                    )
+                    template, setting = variant.template, variant.setting
+                    fmt, marker = _option_format(template, plan.seed, dataset, key, marker_share)
+                    ct = compiled[template.id]
+                    try:
+                        inputs, targets = render(ct, row.fields, (plan.seed, dataset, row.row_id), fmt, marker)
+                    except RenderError as exc:
+                        yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter(dataset, key, "render", str(exc)))
+                        continue
+                    shots = []
+                    for ex_id, ex_fields in variant.exemplars:
+                        try:
+                            ex_in, ex_tg = render(ct, ex_fields, (plan.seed, dataset, ex_id), fmt, marker)
+                        except RenderError:
+                            counts[counters.EXEMPLAR_RENDER_FAILED.key(dataset)] += 1
+                            continue
+                        shots.append(ex_in + plan.few_shot.target_separator + ex_tg)
+                    shots = tuple(shots)
+                if fmt is not None:
+                    counts[counters.OPTION_FORMAT.key(fmt.name)] += 1
+                    if marker and fmt.enumerated:
+                        counts[counters.OPTION_MARKER_ANSWER.key()] += 1
+                out.append(new(RenderedExample, (template.id, key, setting, inputs, targets, shots)))
+        counts[counters.RENDERED_EXAMPLES.key(dataset)] += len(out)
         self.rendered.inc(len(out))
         counters.RENDERED_BY_DATASET.counter(dataset).inc(len(out))
         if counts:

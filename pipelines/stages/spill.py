@@ -94,8 +94,10 @@ def merge_runs(runs: Iterable[Run], key: Callable) -> Iterator:
 class SpillRunsFn(beam.DoFn):
     """(shard, [item, ...]) batches -> (shard, Run) references, see the module docstring."""
 
-    def __init__(self, directory: str, sort_key: Callable, budget_bytes: int = DEFAULT_BUDGET_BYTES):
+    def __init__(self, directory: str, sort_key: Callable, budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 size_of: Callable = item_bytes):
         self.directory, self.sort_key, self.budget_bytes = directory, sort_key, budget_bytes
+        self.size_of = size_of  # approximate bytes of an item, for the budget (raw rows: stages.exemplars)
 
     def start_bundle(self):
         self._buffers: dict[int, list] = {}
@@ -106,7 +108,7 @@ class SpillRunsFn(beam.DoFn):
         shard, items = element
         self._kind = type(items)  # the batch type the items came in is the one they are spilled as
         self._buffers.setdefault(shard, []).extend(items)
-        self._bytes += sum(item_bytes(i) for i in items)
+        self._bytes += sum(self.size_of(i) for i in items)
         if self._bytes >= self.budget_bytes:
             yield from self._flush()
 

@@ -13,6 +13,7 @@ import apache_beam as beam
 from flanmix_corpus.layouts import LAYOUT_DECODER
 from pipelines.formats.fit import fit_example
 from pipelines import counters
+from pipelines.planning import exemplars
 from pipelines.planning.fewshot import fit_few_shot
 from pipelines.planning.hashing import placement
 from pipelines.planning.plan import BuildPlan
@@ -37,7 +38,9 @@ class TokenizeBatchFn(beam.DoFn):
         startup_heap.freeze_once_in_worker()
         self.vocab = worker_vocabulary(self.model_proto, self.plan.vocab_path, self.plan.vocab_sha256)
 
-    def _fit_few_shot(self, query: str, query_ids: list[int], shots: tuple[str, ...]) -> tuple[list[int], int]:
+    def _fit_few_shot(self, query: str, query_ids: list[int], shots) -> tuple[list[int], int]:
+        if isinstance(shots, exemplars.FewShotPrompt):  # exemplars from the row's group
+            return exemplars.fit(self.vocab, query_ids, shots, self.plan.inputs_length - 1)
         return fit_few_shot(self.vocab, query, query_ids, shots, self.plan.inputs_length - 1, self.plan.few_shot)
 
     def process(self, element):
@@ -55,8 +58,9 @@ class TokenizeBatchFn(beam.DoFn):
             if shots:
                 input_ids, k = self._fit_few_shot(example.inputs, input_ids, shots)
                 counts[counters.FEWSHOT_K.key(str(k))] += 1
-                if k < len(shots):
-                    counts[counters.FEWSHOT_DROPPED.key(dataset)] += len(shots) - k
+                n_shots = len(shots.shots) if isinstance(shots, exemplars.FewShotPrompt) else len(shots)
+                if k < n_shots:
+                    counts[counters.FEWSHOT_DROPPED.key(dataset)] += n_shots - k
                 if k == 0:
                     setting = "zs_" + setting.split("_")[1]  # nothing fits beside the query
                     counts[counters.FEWSHOT_FELL_BACK.key(dataset)] += 1

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 import apache_beam as beam
 
 from pipelines import counters
+from pipelines.planning import exemplars
 from pipelines.planning.fewshot import assemble_few_shot
 from pipelines.formats import writers
 from pipelines.planning.hashing import placement
@@ -34,7 +35,11 @@ TEXT_DIR = "jsonl"
 
 def text_record(plan: BuildPlan, dataset: str, rendered: RenderedExample) -> dict:
     """One rendered example, as RenderTemplates emits it, to the record of a jsonl line."""
-    inputs = assemble_few_shot(rendered.shots, rendered.inputs, plan.few_shot) if rendered.shots else rendered.inputs
+    shots = rendered.shots
+    if isinstance(shots, exemplars.FewShotPrompt):  # exemplars from the row's group, all of them
+        inputs = shots.text(len(shots.shots))
+    else:
+        inputs = assemble_few_shot(shots, rendered.inputs, plan.few_shot) if shots else rendered.inputs
     return {
         "id": provenance(dataset, rendered.template_id, rendered.setting, rendered.key),
         "dataset": dataset,

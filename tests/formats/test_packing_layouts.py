@@ -15,6 +15,7 @@ import pytest
 from pipelines import cli
 from pipelines.formats import layouts as features
 from pipelines.errors import FlanmixError
+from pipelines.planning import exemplars
 from pipelines.planning.hashing import keyed_hash
 from pipelines.definitions.mixtures import load_mixture
 from pipelines.formats.fit import fit_decoder, fit_to_length
@@ -90,7 +91,12 @@ def test_text_export_round_trips_the_rendered_text(text_corpus, demo_corpus, cat
             assert r["inputs"] == query
             zero_shot.append(r)
         else:
-            assert r["inputs"].endswith(plan.few_shot.example_separator + query) and len(r["inputs"]) > len(query)
+            sep = exemplars.separator(plan.seed, r["dataset"])  # the task's keyed example separator
+            if templates[r["template_id"]].lead_once:  # the shared lead (NIV2's definition) once, first
+                assert r["inputs"].startswith(query.split("\n\n")[0] + sep), r["id"]
+                assert r["inputs"].endswith(query.split("\n\n")[-1]) and len(r["inputs"]) > len(query), r["id"]
+            else:
+                assert r["inputs"].endswith(sep + query) and len(r["inputs"]) > len(query)
     assert len(zero_shot) > 1000
     ids = vocab.encode_batch([r["inputs"] for r in zero_shot] + [r["targets"] for r in zero_shot])
     n = len(zero_shot)
