@@ -72,6 +72,7 @@ class BuildPlan:
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
     render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
     max_dead_letter_fraction: float | None = None  # dead_letter_policy.py; None: fail when a dataset loses all
+    sources_snapshot: Mapping[str, str] | None = None  # {"sha256": ...} of the snapshot read (--sources), else None
 
 
 def _option(help_text: str, **kwargs):
@@ -99,6 +100,7 @@ class BuildOptions:
     max_dead_letter_fraction: float | None = _option(
         "fail when more than this share of a dataset's (or all) rows are dead letters; None: when a dataset loses all",
         default=None)
+    sources: str | None = _option("read every source from this snapshot (pipelines/sources), not its loader", default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -123,8 +125,18 @@ def make_plan(
         raise TemplateError("templates fail lint; nothing was started:\n  " + "\n  ".join(map(str, problems)))
     sources: list[SourceShard] = []
     skipped: list[tuple[str, str]] = []
+    snapshot = present = None
+    if o.sources:  # every source from a snapshot (pipelines/sources): no Hub, TFDS or source files
+        from pipelines.sources import loader as snapshot_loader
+        from pipelines.sources.manifest import load as load_snapshot
+
+        snapshot = load_snapshot(o.sources)
+        present = snapshot_loader.listing(snapshot)
     for entry in entries:
         try:
+            if snapshot is not None:
+                sources.extend(snapshot_loader.plan_entry(snapshot, entry, mixture.split, present))
+                continue
             loader = get_loader(entry.loader_type)
             sources.extend(loader.plan(entry.name, mixture.split, entry.splits[mixture.split], entry.loader_args))
         except LoaderError as exc:
@@ -176,6 +188,7 @@ def make_plan(
         pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
         render_budget=o.render_budget or RenderBudget(),
         max_dead_letter_fraction=dead_letter_policy.validate(o.max_dead_letter_fraction),
+        sources_snapshot={"sha256": snapshot.sha256} if snapshot is not None else None,
     )
 
 

@@ -153,6 +153,7 @@ class ManifestSlice(Slice):
     upsample: bool
     few_shot: FewShotConfig
     pool_size: int
+    sources_snapshot: Mapping[str, str] | None = None
 
 
 def run_identity(plan: BuildPlan) -> tuple:
