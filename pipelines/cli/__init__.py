@@ -237,7 +237,7 @@ def cmd_sources(args, beam_args: list[str]) -> int:
         if d.status == "unchanged" and not args.all:
             continue
         print(f"{d.status:9} {d.dataset}" + "".join(f"\n          {line}" for line in d.detail))
-    changed = sum(d.status != "unchanged" for d in diffs)
+    changed = sum(d.differs for d in diffs)
     print(f"sources diff: {changed} of {len(diffs)} source(s) differ")
     return 1 if changed and args.exit_code else 0
 

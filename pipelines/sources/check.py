@@ -46,7 +46,11 @@ def _rows(snapshot: Snapshot, source: dict) -> dict:
 @dataclass
 class SourceDiff:
     dataset: str
-    status: str  # added | removed | unchanged | changed | failed
+    status: str  # added | removed | unchanged | changed | failed (in both: not a difference)
+
+    @property
+    def differs(self) -> bool:
+        return self.status not in ("unchanged", "failed")
     detail: list[str] = field(default_factory=list)
 
 
