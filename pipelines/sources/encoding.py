@@ -155,15 +155,21 @@ def encode_rows(rows: Iterable[RawRow], declared: Mapping[str, str], where: str 
 def decode_table(table: pa.Table) -> list[RawRow]:
     cols = {n: table.column(n).to_pylist() for n in table.column_names}
     rows = []
+    all_native: dict[str, tuple] = {}  # rows with every field in its native column share one layout
     for i, row_id in enumerate(cols["_row_id"]):
         exact = cols[EXACT][i]
         fields = None
         if exact is not None:
-            spec = json.loads(exact)
-            rest = {_key(from_json(k)): from_json(v) for k, v in spec["rest"]}
-            fields = {}
-            for key in (_key(from_json(k)) for k in spec["order"]):
-                fields[key] = rest[key] if key in rest else cols[key][i]
+            keys = all_native.get(exact)
+            if keys is not None:
+                fields = {key: cols[key][i] for key in keys}
+            else:
+                spec = json.loads(exact)
+                rest = {_key(from_json(k)): from_json(v) for k, v in spec["rest"]}
+                order = [_key(from_json(k)) for k in spec["order"]]
+                if not rest:
+                    all_native[exact] = tuple(order)
+                fields = {key: rest[key] if key in rest else cols[key][i] for key in order}
         rows.append(RawRow(row_id, fields, cols["_error"][i], cols["_raw"][i]))
     return rows
 
@@ -181,4 +187,4 @@ def to_parquet_bytes(table: pa.Table) -> bytes:
 
 
 def from_parquet_bytes(data: bytes) -> pa.Table:
-    return pq.read_table(io.BytesIO(data))
+    return pq.read_table(io.BytesIO(data), use_threads=False)  # a worker reads one file per thread already

@@ -285,8 +285,7 @@ def commit_snapshot(results: list[dict], plan: SnapshotPlan) -> dict:
     for _, destination in moves:
         if "://" not in destination:
             os.makedirs(os.path.dirname(destination), exist_ok=True)
-    if moves:
-        _delete([d for _, d in moves])  # a file of a run that died before its sources.json
+    if moves:  # a rename replaces a file a run that died before its sources.json left there
         FileSystems.rename([s for s, _ in moves], [d for _, d in moves])
     staged_manifest = join(staging, SOURCES_NAME)
     with FileSystems.create(staged_manifest) as handle:
