@@ -185,6 +185,9 @@ def cmd_sources(args, beam_args: list[str]) -> int:
         from pipelines.sources.snapshot import plan_snapshot, run_snapshot
 
         argcheck_unknown(beam_args)
+        if not beam_options.is_local(beam_args) and "://" not in args.to:
+            raise FlanmixError(f"sources snapshot: --to {args.to} is a local path; "
+                               f"{beam_options.runner_name(beam_args)} workers write to a bucket (gs://, s3://)")
         catalog = _load_catalog(args)
         mixture = load_mixture(args.mixture)
         refuse_if_needed(mixture, args.broken_entries)

@@ -63,8 +63,8 @@ def arrow_type(type_name: str) -> pa.DataType | None:
 def fits(value: Any, type_name: str) -> bool:
     """Whether `value` reads back from the native column of `type_name` as the same Python value
     of the same type (so `type(v) is int`, not isinstance: a bool is not an int here)."""
-    if type_name == "string":
-        return type(value) is str
+    if type_name == "string":  # a lone surrogate (legal in a Python str from JSON) is not UTF-8
+        return type(value) is str and (value.isascii() or _utf8(value))
     if type_name == "int":
         return type(value) is int and INT64[0] <= value <= INT64[1]
     if type_name == "float":
@@ -75,6 +75,14 @@ def fits(value: Any, type_name: str) -> bool:
         inner = type_name[5:-1]
         return arrow_type(inner) is not None and all(fits(v, inner) for v in value)
     return False
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def to_json(value: Any, where: str) -> Any:
@@ -146,7 +154,7 @@ def encode_rows(rows: Iterable[RawRow], declared: Mapping[str, str], where: str 
             if not (key in natives and fits(value, declared[key])):
                 rest.append([to_json(key, f"{where} {row.row_id}"), to_json(value, f"{where} {row.row_id} field {key!r}")])
         exact = {"order": [to_json(k, where) for k in fields], "rest": rest}
-        columns[EXACT].append(json.dumps(exact, ensure_ascii=False, separators=(",", ":")))
+        columns[EXACT].append(json.dumps(exact, separators=(",", ":")))  # ASCII: lone surrogates survive as escapes
     schema = pa.schema([(c, pa.string()) for c in META_COLUMNS] + [(n, t) for n, t in natives.items()]
                        + [(EXACT, pa.string())])
     return pa.table(columns, schema=schema)
