@@ -66,9 +66,9 @@ def plan_entry(snapshot: Snapshot, entry, split: str, present: Mapping[str, int]
                           f"mixture that uses it)")
     if record.get("status") != "ok":
         raise LoaderError(record.get("reason") or f"dataset {entry.name}: {where} could not fetch it")
-    from pipelines.sources.snapshot import _json_safe
+    from pipelines.sources.snapshot import loader_identity
 
-    now = {"loader": _json_safe({"type": entry.loader_type, "args": dict(entry.loader_args)}), "split": split,
+    now = {"loader": loader_identity(entry), "split": split,
            "source_split": entry.splits[split]}
     for key, value in now.items():
         if record.get(key) != value:

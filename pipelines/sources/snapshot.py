@@ -128,8 +128,45 @@ def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True, default=repr))
 
 
+def _portable_path(value: str, base: str) -> str:
+    """A local absolute path relative to `base` (the entry file's folder) when the two share a folder
+    below the top level (a checkout, a home or temp folder): the catalog resolves relative paths
+    against the entry file, so a checkout elsewhere, or the copy of the catalog beside a copied
+    snapshot, names the same file the same way. Other paths stay as they are."""
+    if not value.startswith("/") or not base.startswith("/"):
+        return value
+    common = os.path.commonpath([value, base])
+    if common.count("/") < 2:
+        return value
+    return os.path.relpath(value, base)
+
+
+PATH_KEYS = ("path", "paths", "data_dir", "data_files", "root")  # the args the catalog resolves (catalog._resolve_args)
+
+
+def _portable(value: Any, base: str) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _portable(v, base) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable(v, base) for v in value]
+    return _portable_path(value, base) if isinstance(value, str) else value
+
+
+def portable_args(args: Mapping[str, Any], base: str) -> dict:
+    return {k: _portable(v, base) if k in PATH_KEYS else v for k, v in args.items()}
+
+
+def loader_identity(entry) -> dict:
+    """How sources.json names an entry's loader: type and arguments, local paths relative to the
+    entry's file (`_portable_path`). What `build --sources` compares with the catalog."""
+    base = os.path.dirname(os.path.realpath(entry.source_path)) if entry.source_path else ""
+    return _json_safe({"type": entry.loader_type, "args": portable_args(dict(entry.loader_args), base)})
+
+
 def source_key(record: Mapping[str, Any]) -> str:
-    identity = {k: record[k] for k in ("loader", "split", "source_split", "source_files")}
+    """Loader identity, splits and the content (not the place) of the local source files."""
+    identity = {k: record[k] for k in ("loader", "split", "source_split")}
+    identity["source_files"] = sorted(record["source_files"].values())
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
 
 
@@ -162,7 +199,7 @@ def plan_snapshot(mixture, catalog, root: str, strict: bool = False) -> Snapshot
     for entry in resolve_datasets(mixture, catalog):
         source_split = entry.splits[mixture.split]
         record: dict[str, Any] = {
-            "loader": _json_safe({"type": entry.loader_type, "args": dict(entry.loader_args)}),
+            "loader": loader_identity(entry),
             "split": mixture.split, "source_split": source_split, "fields": dict(entry.fields),
             "library_versions": library_versions(entry.loader_type),
         }

@@ -119,18 +119,38 @@ def test_rows_round_trip_exactly(snapshot_and_direct, world):
                [(r.row_id, typed(r.fields), r.error, r.raw) for r in direct], name
 
 
-def test_build_from_snapshot_is_byte_identical_without_the_sources(snapshot_and_direct, world, vocab):
+def test_build_from_snapshot_is_byte_identical_elsewhere_without_the_sources(snapshot_and_direct, world, vocab, tmp_path):
+    """The snapshot and the catalog copied to another place, the sources gone: the same corpus."""
     root, direct = snapshot_and_direct
+    elsewhere = tmp_path / "offline_machine"
+    for part in ("catalog", "templates", "snap"):
+        shutil.copytree(world["base"] / part, elsewhere / part)
+    moved = {**world, "catalog_obj": load_catalog(elsewhere / "catalog"),
+             "families": {**load_templates(), **load_templates(elsewhere / "templates")}}
     hidden = world["base"] / "sources_hidden"
     os.rename(world["sources"], hidden)  # nothing but the snapshot is readable now
     try:
         out = world["base"] / "from_snapshot"
-        plan = build(world, vocab, out, sources=str(root))
-        assert all(s.loader_type == "snapshot" for s in plan.sources)
+        plan = build(moved, vocab, out, sources=str(elsewhere / "snap"))
+        assert all(s.loader_type == "snapshot" for s in plan.sources) and len(plan.sources) == 8
         assert dict(plan.skipped)["missing_tfds"] == load(str(root)).sources["missing_tfds"]["reason"]
         assert_same_corpus(direct, out, load(str(root)).sha256)
     finally:
         os.rename(hidden, world["sources"])
+
+
+def test_a_stale_entry_is_skipped_with_the_reason(snapshot_and_direct, world, vocab):
+    import dataclasses
+
+    from pipelines.definitions.catalog import Catalog
+
+    root, _ = snapshot_and_direct
+    entries = dict(world["catalog_obj"].entries)
+    entries["toy_jsonl"] = dataclasses.replace(entries["toy_jsonl"], splits={"train": "train[:2]"})
+    plan = make_plan(world["mixture_obj"], Catalog(entries), world["families"], vocab, BuildOptions(sources=str(root)))
+    assert "was made with source_split 'train', the catalog now says 'train[:2]'" in dict(plan.skipped)["toy_jsonl"]
+    with pytest.raises(LoaderError, match="--strict"):
+        make_plan(world["mixture_obj"], Catalog(entries), world["families"], vocab, BuildOptions(sources=str(root), strict=True))
 
 
 def test_rerun_fetches_only_what_changed_and_diff_says_what(snapshot_and_direct, world, tmp_path):

@@ -129,23 +129,26 @@ def make_world(base: Path) -> dict:
     (src / "cot.tsv").write_text(TSV, encoding="utf-8")
     (src / "toy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in JSONL_ROWS[:2]) + "not json\n"
                                    + json.dumps(JSONL_ROWS[2]) + "\n", encoding="utf-8")
+    def rel(path: Path) -> str:  # as a catalog names its files: relative to the entry file (base/catalog/)
+        return os.path.relpath(path, base / "catalog")
+
     entries = {
-        "tiny_tfds": ("{type: tfds, args: {name: 'flanmix_snap_tiny:1.0.0', data_dir: '%s', rows_per_shard: 2}}" % tfds_root,
+        "tiny_tfds": ("{type: tfds, args: {name: 'flanmix_snap_tiny:1.0.0', data_dir: '%s', rows_per_shard: 2}}" % rel(tfds_root),
                       "train", "{question: string, choices: 'list[string]', label: int, ok: bool, score: float, answers: object}",
                       "{{ question }} {{ choices }} ok={{ ok }} score={{ score }}", "{{ label }}"),
-        "missing_tfds": ("{type: tfds, args: {name: 'flanmix_not_prepared:1.0.0', data_dir: '%s'}}" % tfds_root,
+        "missing_tfds": ("{type: tfds, args: {name: 'flanmix_not_prepared:1.0.0', data_dir: '%s'}}" % rel(tfds_root),
                          "train", "{question: string}", "{{ question }}", "x"),
-        "hf_saved": ("{type: hf_datasets, args: {path: '%s', rows_per_shard: 2}}" % (src / "hf_saved"), "'train[1:]'",
+        "hf_saved": ("{type: hf_datasets, args: {path: '%s', rows_per_shard: 2}}" % rel(src / "hf_saved"), "'train[1:]'",
                      "{question: string, answer: string, n: int}",  # spans: undeclared, still pinned
                      "{{ question }} n={{ n }}", "{{ answer }}"),
-        "hf_json": ("{type: hf_datasets, args: {dataset: json, data_files: {train: '%s'}}}" % (src / "hf_json" / "*.jsonl"),
+        "hf_json": ("{type: hf_datasets, args: {dataset: json, data_files: {train: '%s'}}}" % rel(src / "hf_json" / "*.jsonl"),
                     "train", "{question: string, answer: string}", "{{ question }}", "{{ answer }}"),
-        "niv2_task": ("{type: niv2_json, args: {task: %s, root: '%s'}}" % (NIV2_TASK, src / "niv2"), "train",
+        "niv2_task": ("{type: niv2_json, args: {task: %s, root: '%s'}}" % (NIV2_TASK, rel(src / "niv2")), "train",
                       "{definition: string, positive_examples: 'list[object]', input: string, output: string, outputs: 'list[string]'}",
                       "{{ definition }} {{ input }}", "{{ output }}"),
-        "cot_tsv": ("{type: cot_tsv, args: {path: '%s'}}" % (src / "cot.tsv"), "train",
+        "cot_tsv": ("{type: cot_tsv, args: {path: '%s'}}" % rel(src / "cot.tsv"), "train",
                     "{question: string, answer: string, rationale: string}", "{{ question }}", "{{ rationale }} {{ answer }}"),
-        "toy_jsonl": ("{type: jsonl, args: {path: '%s'}}" % (src / "toy.jsonl"), "train",
+        "toy_jsonl": ("{type: jsonl, args: {path: '%s'}}" % rel(src / "toy.jsonl"), "train",
                       "{q: string, a: string, x: float, tags: 'list[string]'}", "{{ q }} x={{ x }} tags={{ tags }}", "{{ a }}"),
     }
     cat, tpl = base / "catalog", base / "templates"
