@@ -209,7 +209,7 @@ def cmd_sources(args, beam_args: list[str]) -> int:
         wall = time.perf_counter() - start
         snapshot = load(args.to)
         fetched = {j.dataset for j in plan.jobs}
-        rows = 0
+        rows, lines = 0, []
         for name in sorted({j.dataset for j in plan.jobs} | set(plan.kept) | set(plan.failed)):
             src = snapshot.sources[name]
             n = sum(src.get("rows", {}).values())
@@ -218,7 +218,12 @@ def cmd_sources(args, beam_args: list[str]) -> int:
             state = ("FAILED " + src["reason"].splitlines()[0]) if src["status"] != "ok" else \
                 ("kept (refresh failed: " + src["refresh_failed"].splitlines()[0] + ")") if "refresh_failed" in src else \
                 ("fetched" if name in fetched else "unchanged")
-            print(f"{name:48} {n:9d} rows  {state}")
+            lines.append((state.startswith(("FAILED", "kept")), f"{name:48} {n:9d} rows  {state}"))
+        for notable, text in lines:
+            if notable or len(lines) <= SOURCES_LISTED:
+                print(text)
+        if len(lines) > SOURCES_LISTED:
+            print(f"({len(lines)} sources; those fetched or unchanged are not listed: sources.json has them all)")
         print(f"snapshot {args.to}: sources.json sha256 {snapshot.sha256}; {rows} rows fetched in {wall:.1f}s")
         return 0
     if args.sources_cmd == "verify":
@@ -243,6 +248,9 @@ def cmd_sources(args, beam_args: list[str]) -> int:
     changed = sum(d.differs for d in diffs)
     print(f"sources diff: {changed} of {len(diffs)} source(s) differ")
     return 1 if changed and args.exit_code else 0
+
+
+SOURCES_LISTED = 40  # a snapshot summary lists every source up to this many, else only the failed ones
 
 
 def argcheck_unknown(beam_args: list[str]) -> None:
