@@ -10,6 +10,8 @@
     flanmix mixtures list | show NAME [--no-count] [--json] [--verbose]
     flanmix vocab train --output PREFIX
     flanmix card DIR                                    (re)write a corpus's data card from its manifest
+    flanmix sources snapshot --mixture NAME --to DIR|gs://...|s3://... [--strict] [Beam options]
+    flanmix sources verify DIR | diff A B                 pinned source snapshots (build --sources DIR)
     flanmix inspect DIR [--row N | --dataset NAME] [-n K] [--from parquet|tfrecord] [--json]
     flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/ [--init PATH] [--remat P] [--grad_accum N]
     flanmix export --checkpoint ckpt/ --to hf DIR       a Hugging Face T5 directory (or a decoder-only export)
@@ -91,7 +93,10 @@ def cmd_build(args, beam_args: list[str]) -> int:
         target_tokens=args.target_tokens, strict=args.strict, layout=args.layout,
         decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
         render_budget=render_budget.current(), max_dead_letter_fraction=args.max_dead_letter_fraction,
+        sources=args.sources,
     )
+    if args.sources:
+        beam_options.set_filesystem_options(beam_args)  # the launcher reads sources.json with the job's options
     plan = make_plan(mixture, catalog, families, vocab, options)
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
@@ -165,6 +170,93 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
             print(f"SKIPPED ... and {len(skipped) - 10} more (manifest.json: mixing.skipped_sources)")
     data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else "tfrecord/, parquet/"
     print(f"output: {output} (manifest.json, {data_dirs}, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
+
+
+# --- sources: snapshots of a mixture's sources ---------------------------------------------------
+
+def cmd_sources(args, beam_args: list[str]) -> int:
+    from pipelines.runner import beam_options, progress
+
+    beam_options.set_filesystem_options(beam_args)
+    if args.sources_cmd == "snapshot":
+        from pipelines.definitions.broken_entries import refuse_if_needed
+        from pipelines.definitions.mixtures import load_mixture
+        from pipelines.sources.manifest import load
+        from pipelines.sources.snapshot import plan_snapshot, run_snapshot
+
+        argcheck_unknown(beam_args)
+        if not beam_options.is_local(beam_args) and "://" not in args.to:
+            raise FlanmixError(f"sources snapshot: --to {args.to} is a local path; "
+                               f"{beam_options.runner_name(beam_args)} workers write to a bucket (gs://, s3://)")
+        catalog = _load_catalog(args)
+        mixture = load_mixture(args.mixture)
+        refuse_if_needed(mixture, args.broken_entries)
+        plan = plan_snapshot(mixture, catalog, args.to, strict=args.strict)
+        shards = sum(len(j.shards) for j in plan.jobs)
+        print(f"flanmix sources snapshot: mixture {mixture.name}: {len(plan.jobs)} source(s) to fetch ({shards} file(s)), "
+              f"{len(plan.kept)} unchanged, {len(plan.failed)} cannot be fetched")
+        progress.quiet_known_beam_noise()
+        start = time.perf_counter()
+        try:
+            run_snapshot(plan, beam_args, args.progress)
+        except Exception as exc:  # a FlanmixError raised inside the job arrives wrapped by the runner
+            from pipelines.runner.job_errors import flanmix_error_in
+
+            message = flanmix_error_in(exc)
+            if message is None:
+                raise
+            raise FlanmixError(message) from None
+        wall = time.perf_counter() - start
+        snapshot = load(args.to)
+        fetched = {j.dataset for j in plan.jobs}
+        rows, lines = 0, []
+        for name in sorted({j.dataset for j in plan.jobs} | set(plan.kept) | set(plan.failed)):
+            src = snapshot.sources[name]
+            n = sum(src.get("rows", {}).values())
+            if src.get("status") == "ok" and name in fetched and "refresh_failed" not in src:
+                rows += n
+            state = ("FAILED " + src["reason"].splitlines()[0]) if src["status"] != "ok" else \
+                ("kept (refresh failed: " + src["refresh_failed"].splitlines()[0] + ")") if "refresh_failed" in src else \
+                ("fetched" if name in fetched else "unchanged")
+            lines.append((state.startswith(("FAILED", "kept")), f"{name:48} {n:9d} rows  {state}"))
+        for notable, text in lines:
+            if notable or len(lines) <= SOURCES_LISTED:
+                print(text)
+        if len(lines) > SOURCES_LISTED:
+            print(f"({len(lines)} sources; those fetched or unchanged are not listed: sources.json has them all)")
+        print(f"snapshot {args.to}: sources.json sha256 {snapshot.sha256}; {rows} rows fetched in {wall:.1f}s")
+        return 0
+    if args.sources_cmd == "verify":
+        from pipelines.sources.check import verify_snapshot
+
+        snapshot, problems = verify_snapshot(args.dir)
+        for p in problems:
+            print(f"ERROR {p}", file=sys.stderr)
+        files = sum(len(s.get("shards", [])) for s in snapshot.sources.values())
+        if problems:
+            print(f"sources verify: {len(problems)} of {files} file(s) fail", file=sys.stderr)
+            return 1
+        print(f"sources verify: OK ({len(snapshot.sources)} sources, {files} files; sources.json sha256 {snapshot.sha256})")
+        return 0
+    from pipelines.sources.check import diff_snapshots
+
+    diffs = diff_snapshots(args.a, args.b)
+    for d in diffs:
+        if d.status == "unchanged" and not args.all:
+            continue
+        print(f"{d.status:9} {d.dataset}" + "".join(f"\n          {line}" for line in d.detail))
+    changed = sum(d.differs for d in diffs)
+    print(f"sources diff: {changed} of {len(diffs)} source(s) differ")
+    return 1 if changed and args.exit_code else 0
+
+
+SOURCES_LISTED = 40  # a snapshot summary lists every source up to this many, else only the failed ones
+
+
+def argcheck_unknown(beam_args: list[str]) -> None:
+    from pipelines.runner import argcheck
+
+    argcheck.unknown_flags(beam_args, BUILD_FLAGS)
 
 
 # --- card / inspect: reading a published corpus ---------------------------------------------------
@@ -356,6 +448,29 @@ def make_parser() -> argparse.ArgumentParser:
                    help="fail (exit non-zero, publish nothing) when a dataset's or the build's dead letters exceed "
                         "this share of its rows tried (default: fail only when a dataset loses every row)")
 
+    b.add_argument("--sources", metavar="DIR|gs://...|s3://...",
+                   help="read every source from this snapshot (`flanmix sources snapshot`), each file checked by "
+                        "SHA-256; no Hub, TFDS or source files are read (default: each entry's own loader)")
+
+    so = sub.add_parser("sources", help="pin a mixture's sources in a snapshot, verify one, compare two")
+    sosub = so.add_subparsers(dest="sources_cmd", required=True)
+    ss = sosub.add_parser("snapshot", help="a Beam job reading every source of a mixture through its loader into "
+                                           "Parquet + sources.json; unknown flags are Beam options", allow_abbrev=False)
+    ss.add_argument("--mixture", required=True, help="mixture name (task_catalog/mixtures/NAME.yaml) or a path")
+    ss.add_argument("--to", required=True, help="snapshot directory (local, gs:// or s3://); a re-run fetches only "
+                                                "sources that are missing or changed")
+    ss.add_argument("--strict", action="store_true",
+                    help="fail, writing nothing, if any source cannot be fetched (default: record its reason, fetch the rest)")
+    ss.add_argument("--progress", type=float, default=0.0, metavar="SECONDS",
+                    help="print the job's counters at most this often (default 0: only the summary)")
+    sv = sosub.add_parser("verify", help="re-hash every file of a snapshot; non-zero exit naming each bad file")
+    sv.add_argument("dir", help="snapshot directory holding sources.json (local, gs:// or s3://)")
+    sd = sosub.add_parser("diff", help="which sources differ between two snapshots: rows added/removed/changed, fields")
+    sd.add_argument("a", help="the older snapshot")
+    sd.add_argument("b", help="the newer snapshot")
+    sd.add_argument("--all", action="store_true", help="also list unchanged sources (default: only those that differ)")
+    sd.add_argument("--exit-code", action="store_true", help="exit 1 when any source differs (default: 0)")
+
     cd = sub.add_parser("card", help="write the data card (README.md + card/*.png) of a published corpus from its "
                                      "manifest; unknown flags are Beam options (e.g. --s3_endpoint_url)")
     cd.add_argument("dir", help="corpus directory holding manifest.json (local, gs:// or s3://)")
@@ -442,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(action, argparse._SubParsersAction):
             BUILD_FLAGS.update(o for a in action.choices["build"]._actions for o in a.option_strings)
     args, rest = parser.parse_known_args(argv)
-    if rest and args.cmd not in ("build", "card", "inspect"):  # these take Beam (filesystem) options
+    if rest and args.cmd not in ("build", "card", "inspect", "sources"):  # these take Beam (filesystem) options
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if hasattr(args, "render_max_operations"):
@@ -454,6 +569,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_build(args, rest)
         if args.cmd == "card":
             return cmd_card(args, rest)
+        if args.cmd == "sources":
+            return cmd_sources(args, rest)
         if args.cmd == "inspect":
             return cmd_inspect(args, rest)
         if args.cmd in ("train", "export", "eval"):

@@ -8,6 +8,7 @@ from pipelines.loaders.hf_datasets import HfDatasetsLoader
 from pipelines.loaders.niv2_json import Niv2JsonLoader
 from pipelines.loaders.tabular import CsvLoader, JsonlLoader, ParquetLoader
 from pipelines.loaders.tfds_source import TfdsLoader
+from pipelines.sources.loader import SnapshotLoader
 
 LOADERS: dict[str, type] = {
     CotTsvLoader.type_name: CotTsvLoader,
@@ -17,6 +18,7 @@ LOADERS: dict[str, type] = {
     JsonlLoader.type_name: JsonlLoader,
     CsvLoader.type_name: CsvLoader,
     ParquetLoader.type_name: ParquetLoader,
+    SnapshotLoader.type_name: SnapshotLoader,  # `flanmix build --sources DIR` (pipelines/sources)
 }
 
 

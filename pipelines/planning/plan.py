@@ -76,6 +76,7 @@ class BuildPlan:
     # Few-shot exemplars from the whole split (stages.exemplars): on when a few-shot setting is wanted.
     exemplar_groups: bool = False
     option_marker_answers: float = 0.5  # planning.option_formats: share of enumerated blocks answered by marker
+    sources_snapshot: Mapping[str, str] | None = None  # {"sha256": ...} of the snapshot read (--sources), else None
 
 
 def _option(help_text: str, **kwargs):
@@ -103,6 +104,7 @@ class BuildOptions:
     max_dead_letter_fraction: float | None = _option(
         "fail when more than this share of a dataset's (or all) rows are dead letters; None: when a dataset loses all",
         default=None)
+    sources: str | None = _option("read every source from this snapshot (pipelines/sources), not its loader", default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -127,8 +129,18 @@ def make_plan(
         raise TemplateError("templates fail lint; nothing was started:\n  " + "\n  ".join(map(str, problems)))
     sources: list[SourceShard] = []
     skipped: list[tuple[str, str]] = []
+    snapshot = present = None
+    if o.sources:  # every source from a snapshot (pipelines/sources): no Hub, TFDS or source files
+        from pipelines.sources import loader as snapshot_loader
+        from pipelines.sources.manifest import load as load_snapshot
+
+        snapshot = load_snapshot(o.sources)
+        present = snapshot_loader.listing(snapshot)
     for entry in entries:
         try:
+            if snapshot is not None:
+                sources.extend(snapshot_loader.plan_entry(snapshot, entry, mixture.split, present))
+                continue
             loader = get_loader(entry.loader_type)
             sources.extend(loader.plan(entry.name, mixture.split, entry.splits[mixture.split], entry.loader_args))
         except LoaderError as exc:
@@ -183,6 +195,7 @@ def make_plan(
         max_dead_letter_fraction=dead_letter_policy.validate(o.max_dead_letter_fraction),
         exemplar_groups=wants_few_shot(mixture),
         option_marker_answers=mixture.option_marker_answers,
+        sources_snapshot={"sha256": snapshot.sha256} if snapshot is not None else None,
     )
 
 

@@ -167,6 +167,7 @@ class ManifestSlice(Slice):
     pool_size: int
     option_marker_answers: float
     exemplar_groups: bool
+    sources_snapshot: Mapping[str, str] | None = None
 
 
 def run_identity(plan: BuildPlan) -> tuple:

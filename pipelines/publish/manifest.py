@@ -175,6 +175,8 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
         "provenance": {
             "catalog_entries": {name: ds.content_sha256 for name, ds in sorted(plan.datasets.items())},
             "template_families": dict(sorted(plan.template_hashes.items())),
+            # a build from a snapshot (--sources): the SHA-256 of its sources.json; absent otherwise
+            **({"sources_snapshot": dict(plan.sources_snapshot)} if getattr(plan, "sources_snapshot", None) else {}),
         },
     }
 
