@@ -11,7 +11,8 @@ near `SOURCE_BYTES_PER_OUTPUT_SHARD` of source-equivalent examples:
 
 The rates are the survey's rule (`mixtures.resolve_weights`, `sampling_rate`) applied to the rows
 the launcher knows without reading: the loaders' own counts where their metadata has them (Arrow,
-Parquet: `SourceShard.args["_rows"]`), else the source bytes / `ESTIMATED_BYTES_PER_ROW`. An
+Parquet: `SourceShard.args["_rows"]`), else the source bytes / the row size of the first 64 KiB
+of a line-per-row file (TSV, JSONL, CSV), else / `ESTIMATED_BYTES_PER_ROW`. An
 examples-proportional mixture at its default target has rate <= 1 whatever the estimate, so it gets
 what the old rule gave it or fewer shards (capped tasks); the demo gets 1 as before. The count is a
 function of the plan's inputs only, never of workers, so a plan's bytes are the same on any runner.
@@ -38,13 +39,44 @@ ESTIMATED_BYTES_PER_ROW = 1024
 SOURCE_BYTES_PER_TOKEN = 2
 
 
+LINE_LOADERS = ("cot_tsv", "jsonl", "csv")  # one row a line: the head of a file tells the row size
+HEAD_BYTES = 64 * 1024
+
+
+def head_bytes_per_row(shard: SourceShard) -> float | None:
+    """Bytes per row of a line-per-row source, from the first 64 KiB of its first file (one small
+    read per dataset on the launcher); None when unknown (not such a loader, unreadable, no newline)."""
+    path = shard.args.get("path")
+    if shard.loader_type not in LINE_LOADERS or not isinstance(path, str) or any(c in path for c in "*?["):
+        return None
+    try:
+        from pipelines.loaders import files
+
+        with files.open_binary(path) as handle:
+            head = handle.read(HEAD_BYTES)
+    except Exception:  # noqa: BLE001 - an estimate: the fixed row size stands in
+        return None
+    lines = head.count(b"\n")
+    if not lines or path.endswith((".gz", ".bz2", ".zst", ".xz")):
+        return None
+    return len(head) / lines if len(head) < HEAD_BYTES else head.rfind(b"\n") / lines
+
+
 def estimated_rows(sources: Iterable[SourceShard]) -> dict[str, tuple[int, int]]:
-    """dataset -> (rows, source bytes) as the launcher knows them without reading rows."""
+    """dataset -> (rows, source bytes) as the launcher knows them without reading rows: the
+    loader's count (`args["_rows"]`), else bytes / the row size of the dataset's first file's head,
+    else bytes / ESTIMATED_BYTES_PER_ROW."""
     rows: dict[str, int] = defaultdict(int)
     size: dict[str, int] = defaultdict(int)
+    per_row: dict[str, float] = {}
     for s in sources:
-        known = s.args.get("_rows") if isinstance(s.args, dict) or hasattr(s.args, "get") else None
-        rows[s.dataset] += int(known) if known is not None else math.ceil(s.size_bytes / ESTIMATED_BYTES_PER_ROW)
+        known = s.args.get("_rows")
+        if known is not None:
+            rows[s.dataset] += int(known)
+        else:
+            if s.dataset not in per_row:
+                per_row[s.dataset] = head_bytes_per_row(s) or ESTIMATED_BYTES_PER_ROW
+            rows[s.dataset] += math.ceil(s.size_bytes / per_row[s.dataset] - 1e-6)
         size[s.dataset] += s.size_bytes
     return {d: (rows[d], size[d]) for d in rows}
 
