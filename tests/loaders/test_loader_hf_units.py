@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 
 from pipelines.loaders import arrow_units, files, get_loader  # noqa: E402
 from pipelines.loaders.splits import parse_split  # noqa: E402
+from emulators import s3_server  # noqa: E402,F401 - fixture
 
 N = 2300
 
@@ -167,3 +168,27 @@ def test_arrow_file_format_and_header_index(tmp_path):
     rows = [(r.row_id, dict(r.fields)) for u in units for r in loader.read(u)]
     assert rows == [(f"train:{i}", {"q": f"q{i}", "n": i}) for i in range(5, 25)]
     assert len(units) == 2
+
+
+def test_save_to_disk_in_a_bucket_is_range_read_without_a_local_copy(sources, s3_server, no_dataset_loading, monkeypatch):
+    """The same folder in s3:// (the moto emulator): planned and read through Beam FileSystems, the
+    same rows as the local folder, and no unit reads more than its own file's bytes."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    client = s3_server.client()
+    local = sources / "saved"
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        client.put_object(Bucket=s3_server.bucket, Key=f"hf/saved/{path.relative_to(local)}", Body=path.read_bytes())
+    FileSystems.set_options(PipelineOptions(s3_server.beam_args))
+    try:
+        remote = f"s3://{s3_server.bucket}/hf/saved"
+        units, rows, opened = _plan_and_read({"path": remote, "rows_per_shard": 1000}, "train[700:-300]", monkeypatch)
+        _, local_rows, _ = _plan_and_read({"path": str(local), "rows_per_shard": 1000}, "train[700:-300]", monkeypatch)
+    finally:
+        FileSystems.set_options(PipelineOptions([]))
+    assert rows == local_rows and len(rows) == N - 1000
+    for unit, opens in zip(units, opened):
+        assert [p for p, _ in opens] == [unit.args["_file"][0]] and unit.args["_file"][0].startswith(remote)
+        (schema_begin, schema_end), (begin, end) = unit.args["_file"][2]
+        assert opens[0][1].bytes == (schema_end - schema_begin) + (end - begin)
