@@ -8,6 +8,11 @@ Arguments (`loader.args`):
                  `load_from_disk` instead of `load_dataset` (the way to provide Hub data offline)
   rows_per_shard rows per parallel read unit (default 100000)
 
+$FLANMIX_HF_ROOT (a local folder, gs:// or s3://): where an entry without `path` finds a
+`save_to_disk` copy of its Hub dataset, `$FLANMIX_HF_ROOT/<dataset>/<name or "default">` (e.g.
+`gs://B/hf/bigscience/P3/cos_e_v1.11_i_think`); used when that folder exists, so a whole mixture of
+Hub datasets reads from a bucket without editing its entries (`saved_copy`).
+
 Read units open only what they read (`arrow_units`): a `save_to_disk` folder (local, gs:// or s3://)
 and the `parquet` / `arrow` builders with `data_files` are planned from the files' own metadata
 (state.json, Arrow message headers, Parquet footers) without loading the dataset, and each unit reads
@@ -42,6 +47,19 @@ def is_saved_dir(path: str) -> bool:
     return os.path.isdir(path) and any(
         os.path.exists(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json")
     )
+
+
+HF_ROOT_ENV = "FLANMIX_HF_ROOT"
+
+
+def saved_copy(args: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`args` with `path` set to the entry's copy under $FLANMIX_HF_ROOT when it has none and the
+    copy exists (resolved on the launcher: the units carry the path, workers need no variable)."""
+    root = os.environ.get(HF_ROOT_ENV)
+    if args.get("path") or not root or not args.get("dataset") or args.get("dataset") in _PACKAGED:
+        return args
+    candidate = f"{root.rstrip('/')}/{args['dataset']}/{args.get('name') or 'default'}"
+    return {**args, "path": candidate} if is_saved_dir(candidate) else args
 
 
 class _NotByRange(Exception):
@@ -218,6 +236,7 @@ class HfDatasetsLoader:
     def plan(self, dataset: str, split: str, source_split: str, args: Mapping[str, Any]) -> list[SourceShard]:
         if not args.get("path") and not args.get("dataset"):
             raise LoaderError(f"{dataset}: the hf_datasets loader needs loader.args.dataset (a Hub id) or .path")
+        args = saved_copy(args)
         units = self._range_units(dataset, split, source_split, args)
         if units is not None:
             return units
@@ -240,6 +259,7 @@ class HfDatasetsLoader:
         ]
 
     def offline_ready(self, args: Mapping[str, Any], source_split: str = "train") -> bool:
+        args = saved_copy(args)
         if args.get("path"):
             return is_saved_dir(str(args["path"]))
         data_files = args.get("data_files")

@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from pipelines.loaders import arrow_units, files, get_loader  # noqa: E402
+from pipelines.loaders import arrow_units, files, get_loader, offline_ready  # noqa: E402
 from pipelines.loaders.splits import parse_split  # noqa: E402
 from emulators import s3_server  # noqa: E402,F401 - fixture
 
@@ -192,3 +192,17 @@ def test_save_to_disk_in_a_bucket_is_range_read_without_a_local_copy(sources, s3
         assert [p for p, _ in opens] == [unit.args["_file"][0]] and unit.args["_file"][0].startswith(remote)
         (schema_begin, schema_end), (begin, end) = unit.args["_file"][2]
         assert opens[0][1].bytes == (schema_end - schema_begin) + (end - begin)
+
+
+def test_hub_entries_read_their_copy_under_flanmix_hf_root(sources, tmp_path, no_dataset_loading, monkeypatch):
+    """$FLANMIX_HF_ROOT/<dataset>/<name>: a Hub entry reads its save_to_disk copy, by range."""
+    import shutil
+
+    shutil.copytree(sources / "saved", tmp_path / "bigscience" / "P3" / "toy_config")
+    monkeypatch.setenv("FLANMIX_HF_ROOT", str(tmp_path))
+    args = {"dataset": "bigscience/P3", "name": "toy_config"}
+    loader = get_loader("hf_datasets")
+    assert offline_ready("hf_datasets", args)
+    units = loader.plan("toy", "train", "test", args)
+    assert units[0].args["path"] == f"{tmp_path}/bigscience/P3/toy_config" and "_keep" in units[0].args
+    assert len([r for u in units for r in loader.read(u)]) == 40
