@@ -142,7 +142,8 @@ def _how_to_provide(args: Mapping[str, Any], split: str) -> str:
     return (
         "To provide the data locally: on a machine with internet access run "
         f"`python -c \"import datasets; datasets.load_dataset({args.get('dataset')!r}{cfg}, split={split!r})"
-        ".save_to_disk('DIR')\"`, copy DIR here and set loader.args.path: DIR in the catalog entry; or copy a "
+        ".save_to_disk('DIR')\"`, copy DIR here and set loader.args.path: DIR in the catalog entry (or save it as "
+        f"$FLANMIX_HF_ROOT/{args.get('dataset')}/{args.get('name') or 'default'}); or copy a "
         "populated Hugging Face cache and set HF_HOME (with HF_DATASETS_OFFLINE=1)."
     )
 
