@@ -4,9 +4,10 @@
     RenderTemplates  -> (dataset, RenderedBatch)         RenderedExamples: a prompt and its target, as text
     Tokenize         -> (shard, ShardItems)              ShardItems: an example's token ids and its place
     Pack             -> (shard, [PackedBatch])           formats.rows.PackedBatch: a shard's rows as columns
-    WriteCorpus, ... -> Report                           counts, written files, dead letters; merged once
+    WriteCorpus, ... -> Report                           counts and written files; merged once
 
-A stage that drops something sends a dead-letter record (`dead_letter`) on its DEAD_LETTER output;
+A stage that drops something sends a dead-letter record (`dead_letter`) on its DEAD_LETTER output
+(written in shards by `stages.dead_letters`);
 every stage sends what it counted (`pipelines.counters`) as a Report on its STATS output.
 
 Records are NamedTuples and travel in batches (`Records`: a list that pickles as columns). Beam's
@@ -111,9 +112,8 @@ def dead_letter_key(record: dict) -> tuple:
 
 @dataclass(frozen=True)
 class Report:
-    """What a stage counted (`counters` keys -> int), the files it wrote, the dead letters it made.
-    Merged by `stages.finish.MergeReports` (no driver-side collection)."""
+    """What a stage counted (`counters` keys -> int) and the files it wrote. Merged by
+    `stages.finish.MergeReports` (no driver-side collection)."""
 
     counts: dict = field(default_factory=dict)  # counters.Counter.key(...) -> int
     files: tuple[WrittenFile, ...] = ()
-    dead_letters: tuple[dict, ...] = ()  # dead_letter records not yet written (stages.finish)

@@ -8,7 +8,6 @@ renormalised) unless `strict=True`, which makes it fatal.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -22,11 +21,8 @@ from flanmix_corpus.layouts import LAYOUTS
 from pipelines.formats.packer import DEFAULT_BUFFER_SIZE
 from pipelines.definitions.templates import Template, TemplateFamily, bind_templates
 from pipelines.definitions.render_budget import RenderBudget
+from pipelines.planning import shard_count
 from pipelines.vocab import Vocabulary
-
-# One output shard per 64 MiB of source: ~60k Flan-like examples, a ~100 MB TFRecord shard, and what
-# one worker holds while packing and writing a shard (~12 KB per example; benchmarks/scale.py).
-SOURCE_BYTES_PER_OUTPUT_SHARD = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,7 @@ class BuildPlan:
     exemplar_groups: bool = False
     option_marker_answers: float = 0.5  # planning.option_formats: share of enumerated blocks answered by marker
     sources_snapshot: Mapping[str, str] | None = None  # {"sha256": ...} of the snapshot read (--sources), else None
+    dead_letter_shards: int = 1  # files of dead_letter/ (planning.shard_count.dead_letter_shards)
 
 
 def _option(help_text: str, **kwargs):
@@ -89,7 +86,8 @@ class BuildOptions:
     value, or the rule in the help text."""
 
     seed: int | None = _option("seed of every keyed choice", default=None)
-    num_shards: int | None = _option("output shards (default: one per 64 MiB of source)", default=None)
+    num_shards: int | None = _option("output shards (default: one per 64 MiB of expected output, planning/shard_count.py)",
+                                     default=None)
     inputs_length: int | None = _option("inputs tokens per packed row", default=None)
     targets_length: int | None = _option("targets tokens per packed row", default=None)
     overlong: str | None = _option("truncate | drop an example longer than the lengths", default=None)
@@ -154,9 +152,12 @@ def make_plan(
             f"mixture {mixture.name}: no source can be loaded, nothing to build. Skipped:\n  "
             + "\n  ".join(f"{n}: {r}" for n, r in skipped)
         )
+    final_examples = target_examples or (None if target_tokens else mixture.target_examples)
+    final_tokens = None if target_examples else (target_tokens or mixture.target_tokens)
     if num_shards is None:
-        # A function of the inputs only (never of workers): one output shard per 64 MiB of source.
-        num_shards = max(1, math.ceil(sum(s.size_bytes for s in sources) / SOURCE_BYTES_PER_OUTPUT_SHARD))
+        # A function of the inputs only (never of workers): one output shard per 64 MiB of expected output.
+        num_shards = shard_count.output_shards(mixture, catalog, sources, {e.name for e in entries},
+                                               final_examples, final_tokens, mixture.upsample)
     used_families = sorted({f for e in entries for f in e.templates})
     return BuildPlan(
         mixture=mixture.name,
@@ -179,8 +180,8 @@ def make_plan(
         vocab_whitespace=vocab.whitespace,
         mixture_spec=mixture,
         catalog=Catalog({e.name: e for e in all_entries}),
-        target_examples=target_examples or (None if target_tokens else mixture.target_examples),
-        target_tokens=None if target_examples else (target_tokens or mixture.target_tokens),
+        target_examples=final_examples,
+        target_tokens=final_tokens,
         upsample=mixture.upsample,
         # The pool doubles as the sample that measures tokens per example for a token target.
         pool_size=mixture.few_shot.pool_size if wants_few_shot(mixture) or target_tokens or mixture.target_tokens else 0,
@@ -196,6 +197,7 @@ def make_plan(
         exemplar_groups=wants_few_shot(mixture),
         option_marker_answers=mixture.option_marker_answers,
         sources_snapshot={"sha256": snapshot.sha256} if snapshot is not None else None,
+        dead_letter_shards=shard_count.dead_letter_shards(sources),
     )
 
 

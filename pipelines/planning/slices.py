@@ -128,6 +128,7 @@ class OutputSlice(Slice):
     layout: str
     output_format: str
     max_dead_letter_fraction: float | None  # FinishCorpus applies the dead-letter policy
+    dead_letter_shards: int  # FinishCorpus completes the dead-letter series
     inputs_length: int  # the data card's row-fill histograms (publish/card_stats.py)
     targets_length: int
     decoder_length: int

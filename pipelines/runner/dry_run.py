@@ -53,7 +53,8 @@ def describe(plan: BuildPlan, output_dir: str, beam_args: list[str], overwrite: 
          if getattr(plan, "output_format", "packed") == "jsonl" else
          f"  shards:   tfrecord/{prefix}-00000-of-{plan.num_shards:05d}.tfrecord .. -{last:05d}-of-{plan.num_shards:05d}"
          f" (and the same under parquet/; layout {plan.layout})"),
-        "  dead letters: dead_letter/dead_letter-00000-of-00001.jsonl",
+        f"  dead letters: dead_letter/dead_letter-00000-of-{plan.dead_letter_shards:05d}.jsonl"
+        + (f" .. -{plan.dead_letter_shards - 1:05d}-of-{plan.dead_letter_shards:05d}" if plan.dead_letter_shards > 1 else ""),
         "  manifest: manifest.json, written last",
         "  existing: " + (f"unknown, the output cannot be listed: {unreachable}" if exists is None else
                           "a complete corpus; it would be " + ("replaced (--overwrite)" if overwrite else

@@ -26,8 +26,9 @@ from pipelines.records import DEAD_LETTER, STATS
 from pipelines.publish import lease as publish_lease
 from pipelines.runner import startup_heap
 from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
+from pipelines.stages.dead_letters import WriteDeadLetters
 from pipelines.stages.exemplars import GroupExemplars
-from pipelines.stages.finish import MergeReports, dead_letter_report, finish_corpus
+from pipelines.stages.finish import MergeReports, finish_corpus
 from pipelines.stages.pack import Pack
 from pipelines.stages.read import ReadSources
 from pipelines.stages.render import RenderTemplates
@@ -79,7 +80,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     dead_letters = (
         tuple(stage[DEAD_LETTER] for stage in stages)
         | "CollectDeadLetters" >> beam.Flatten()
-        | "DeadLetterReports" >> beam.Map(dead_letter_report)
+        | "WriteDeadLetters" >> WriteDeadLetters(plan.seed, plan.dead_letter_shards, staging)  # by the workers holding them
     )
     return (
         (read[STATS], *(stage[STATS] for stage in stages), shard_reports, dead_letters)

@@ -134,11 +134,11 @@ def test_the_graph_spreads_work_only_where_there_are_workers_to_spread_it_over(t
 
     one = leaves(["--runner=FnApiRunner", "--direct_num_workers=1"])
     assert shuffles(one) == ["MergeReports/CombinePerKey/GroupByKey", "Pack/GroupByShard",
-                             "SurveySources/MergeSurvey/CombinePerKey/GroupByKey"]
+                             "SurveySources/MergeSurvey/CombinePerKey/GroupByKey", "WriteDeadLetters/GroupDeadLetters"]
     assert "Publish/VerifyAndCommit" in one and len(one) <= 35
     for args in (["--runner=FnApiRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"],
                  ["--runner=PortableRunner", "--job_endpoint=localhost:1"]):
         many = leaves(args)
-        assert len(shuffles(many)) == 3 + 4  # + a reshuffle per listing of the sources, + spread and count the checks
+        assert len(shuffles(many)) == 4 + 4  # + a reshuffle per listing of the sources, + spread and count the checks
         assert any(n.startswith("ListSources/") and "/Reshuffle/" in n for n in many)
         assert "Publish/VerifyStaged" in many and "Publish/VerifyAndCommit" not in many
