@@ -19,6 +19,7 @@ from pipelines.definitions.lint import lint_static
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.definitions.mixtures import FewShotConfig, Mixture, resolve_datasets
 from flanmix_corpus.layouts import LAYOUTS
+from pipelines.formats.file_formats import DEFAULT_FORMATS, parse_formats
 from pipelines.formats.packer import DEFAULT_BUFFER_SIZE
 from pipelines.definitions.templates import Template, TemplateFamily, bind_templates
 from pipelines.definitions.render_budget import RenderBudget
@@ -72,6 +73,7 @@ class BuildPlan:
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
     render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
     max_dead_letter_fraction: float | None = None  # dead_letter_policy.py; None: fail when a dataset loses all
+    file_formats: tuple[str, ...] = DEFAULT_FORMATS  # packed output: formats/file_formats.py (`--formats`)
 
 
 def _option(help_text: str, **kwargs):
@@ -99,6 +101,7 @@ class BuildOptions:
     max_dead_letter_fraction: float | None = _option(
         "fail when more than this share of a dataset's (or all) rows are dead letters; None: when a dataset loses all",
         default=None)
+    file_formats: str | tuple[str, ...] | None = _option("packed output files: tfrecord,parquet (default both)", default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -117,6 +120,9 @@ def make_plan(
     overlong, target_examples, target_tokens, strict = o.overlong, o.target_examples, o.target_tokens, o.strict
     layout, decoder_length, output_format, pack_buffer = o.layout, o.decoder_length, o.output_format, o.pack_buffer
     _check_output_options(layout, output_format, decoder_length, pack_buffer)
+    file_formats = parse_formats(o.file_formats)
+    if output_format == "jsonl" and o.file_formats is not None and file_formats != DEFAULT_FORMATS:
+        raise FlanmixError("--formats chooses the packed output's files; --format jsonl writes jsonl/ only")
     entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)
     if problems:
@@ -176,6 +182,7 @@ def make_plan(
         pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
         render_budget=o.render_budget or RenderBudget(),
         max_dead_letter_fraction=dead_letter_policy.validate(o.max_dead_letter_fraction),
+        file_formats=file_formats,
     )
 
 

@@ -120,6 +120,7 @@ class OutputSlice(Slice):
     inputs_length: int  # the data card's row-fill histograms (publish/card_stats.py)
     targets_length: int
     decoder_length: int
+    file_formats: tuple[str, ...]  # which packed files WriteCorpus writes (formats/file_formats.py)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class ManifestSlice(Slice):
     upsample: bool
     few_shot: FewShotConfig
     pool_size: int
+    file_formats: tuple[str, ...]
 
 
 def run_identity(plan: BuildPlan) -> tuple:

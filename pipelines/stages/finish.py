@@ -14,7 +14,7 @@ import apache_beam as beam
 from pipelines import counters
 from pipelines.records import Report, dead_letter_key
 from pipelines.stages import dead_letter_policy, write_text
-from pipelines.stages.write import write_packed_shard
+from pipelines.stages.write import shard_path, write_packed_shard
 
 
 DEAD_LETTER_FILE = "dead_letter/dead_letter-00000-of-00001.jsonl"
@@ -41,7 +41,7 @@ def finish_corpus(report: Report, plan: BuildPlan, output_dir: str) -> Report:
                 extra = write_text.write_text_shard(shard, [], plan, output_dir)
                 counts.update(extra.counts)
                 files.extend(extra.files)
-        elif "tfrecord/" + writers.shard_name(f"{plan.mixture}-{plan.split}", shard, plan.num_shards, ".tfrecord") not in written:
+        elif shard_path(plan, plan.file_formats[0], shard) not in written:
             extra = write_packed_shard(shard, [], plan, output_dir)
             counts.update(extra.counts)
             files.extend(extra.files)
