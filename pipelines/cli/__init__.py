@@ -66,13 +66,11 @@ def cmd_build(args, beam_args: list[str]) -> int:
     from pipelines.runner import beam_options, dry_run
     from pipelines.runner import progress
     from pipelines.publish import staging
-    from pipelines.runner.graph import run_build
+    from pipelines.runner.graph import commits_in_process, run_build
     from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
     from pipelines.planning.plan import BuildOptions, make_plan
 
-    if beam_options.is_local(beam_args) and not (args.dry_run or args.dataflow_check):
-        card_plots.start_warming()  # matplotlib loads while the job runs, for the data card
     from pipelines.vocab import Vocabulary
 
     from pipelines.runner import argcheck
@@ -98,6 +96,8 @@ def cmd_build(args, beam_args: list[str]) -> int:
         file_formats=file_formats,
     )
     plan = make_plan(mixture, catalog, families, vocab, options)
+    if not (args.dry_run or args.dataflow_check) and commits_in_process(beam_options.pipeline_options(beam_args, plan, True)):
+        card_plots.start_warming()  # the card's plots are drawn in helper processes, warmed while the job runs
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
     if len(plan.skipped) > 10:
