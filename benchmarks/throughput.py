@@ -460,8 +460,10 @@ def main_hf(args, beam_args: list[str], work: Path) -> None:
     for fm_kind, _ in FLANMIX_RUNS:
         for hf_kind, _ in HF_RUNS:
             ratios = [h["wall"] / f["wall"] for h, f in zip(results[hf_kind], results[fm_kind])]
+            cpu = [h["cpu"] / f["cpu"] for h, f in zip(results[hf_kind], results[fm_kind])]
             print(f"paired speed-up {fm_kind} vs {hf_kind}: median {statistics.median(ratios):.2f}x "
-                  f"(runs: {', '.join(f'{r:.2f}' for r in ratios)}; >1: flanmix faster)")
+                  f"(runs: {', '.join(f'{r:.2f}' for r in ratios)}; >1: flanmix faster); "
+                  f"CPU seconds HF/flanmix {statistics.median(cpu):.2f}")
     if results["floor"]:
         ratios = [f["wall"] / fl["wall"] for f, fl in zip(results["encdec both"], results["floor"])]
         print(f"paired build/floor (encdec both): median {statistics.median(ratios):.2f}")
