@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/scale.py                       # 10^4, 10^5, 10^6
     .venv/bin/python benchmarks/scale.py --sizes 10000 100000  # a subset
     .venv/bin/python benchmarks/scale.py -- --direct_num_workers=1 --direct_running_mode=in_memory
+    .venv/bin/python benchmarks/scale.py --speed --sizes 100000 --runs 3 -- --formats parquet --layout decoder
+                     # speed rows: 1 in-process worker vs 2 worker processes, paired, with peak anon memory
 
 Each size gets a synthetic Flan-like corpus (generated once, cached under --workdir): four CoT-style
 datasets in the `cot_tsv` format (question, answer, rationale), words drawn from the CoT samples that
@@ -112,12 +114,25 @@ def generate(n: int, workdir: Path) -> Path:
     return base
 
 
+def _rss_anon(pid: int) -> int:
+    """RssAnon of a process (heap: what grows with data; not mapped files or shared libraries)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class PeakRss(threading.Thread):
-    """Largest total RSS of a process tree, sampled every `interval` seconds."""
+    """Largest total RSS (and RssAnon, `peak_anon`) of a process tree, sampled every `interval` seconds."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
         self.root, self.interval, self.peak, self._done = psutil.Process(pid), interval, 0, threading.Event()
+        self.peak_anon = 0
 
     def run(self):
         while not self._done.is_set():
@@ -125,13 +140,15 @@ class PeakRss(threading.Thread):
                 procs = [self.root, *self.root.children(recursive=True)]
             except psutil.NoSuchProcess:
                 return
-            total = 0
+            total = anon = 0
             for p in procs:
                 try:
                     total += p.memory_info().rss
                 except psutil.NoSuchProcess:
                     pass
+                anon += _rss_anon(p.pid)
             self.peak = max(self.peak, total)
+            self.peak_anon = max(self.peak_anon, anon)
             self._done.wait(self.interval)
 
     def stop(self):
@@ -162,22 +179,54 @@ def run_size(n: int, workdir: Path, extra: list[str]) -> dict:
     examples = manifest["num_examples"]
     return {"n": n, "source_mb": source_bytes / 2**20, "wall_s": wall, "examples": examples,
             "examples_per_s": examples / wall, "peak_rss_mb": sampler.peak / 2**20, "cpu_s": cpu,
+            "peak_anon_mb": sampler.peak_anon / 2**20,
             "rows": manifest["num_rows"], "shards": manifest["num_shards"]}
+
+
+ONE_PROCESS = ["--direct_running_mode=multi_threading", "--direct_num_workers=1"]
+TWO_PROCESSES = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def speed_rows(sizes: list[int], workdir: Path, extra: list[str], runs: int) -> None:
+    """`--speed`: per size, one in-process worker and two worker processes, interleaved (`runs`
+    rounds, alternating which goes first), medians and the paired speed-up of the second process."""
+    import statistics
+
+    print(f"{'examples':>9} {'mode':>12} {'wall s':>8} {'CPU s':>8} {'examples/s':>11} {'peak RSS MB':>12} {'anon MB':>8}")
+    for n in sizes:
+        got: dict[str, list[dict]] = {"1 process": [], "2 processes": []}
+        for run in range(runs):
+            order = [("1 process", ONE_PROCESS), ("2 processes", TWO_PROCESSES)]
+            for mode, flags in (order if run % 2 == 0 else order[::-1]):
+                got[mode].append(run_size(n, workdir, [*extra, *flags]))
+        for mode, rs in got.items():
+            med = {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s", "peak_rss_mb", "peak_anon_mb")}
+            print(f"{rs[0]['examples']:9d} {mode:>12} {med['wall_s']:8.1f} {med['cpu_s']:8.1f} "
+                  f"{rs[0]['examples'] / med['wall_s']:11.0f} {med['peak_rss_mb']:12.0f} {med['peak_anon_mb']:8.0f}", flush=True)
+        ratios = [a["wall_s"] / b["wall_s"] for a, b in zip(got["1 process"], got["2 processes"])]
+        print(f"{'':9} paired speed-up of 2 processes over 1: median {statistics.median(ratios):.2f}x "
+              f"(runs: {', '.join(f'{r:.2f}' for r in ratios)})", flush=True)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "flanmix-scale")
+    parser.add_argument("--speed", action="store_true",
+                        help="speed rows: one in-process worker vs two worker processes per size, paired")
+    parser.add_argument("--runs", type=int, default=1, help="--speed: rounds per size")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     print(f"flanmix scale benchmark: {os.cpu_count()} cores, build flags {extra or '(defaults)'}")
+    if args.speed:
+        speed_rows(args.sizes, args.workdir, extra, args.runs)
+        return 0
     print(f"{'examples':>9} {'source MB':>10} {'shards':>6} {'packed rows':>11} {'wall s':>8} {'CPU s':>8} "
-          f"{'examples/s':>11} {'peak RSS MB':>12}")
+          f"{'examples/s':>11} {'peak RSS MB':>12} {'anon MB':>8}")
     for n in args.sizes:
         r = run_size(n, args.workdir, extra)
         print(f"{r['examples']:9d} {r['source_mb']:10.1f} {r['shards']:6d} {r['rows']:11d} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} "
-              f"{r['examples_per_s']:11.0f} {r['peak_rss_mb']:12.0f}", flush=True)
+              f"{r['examples_per_s']:11.0f} {r['peak_rss_mb']:12.0f} {r['peak_anon_mb']:8.0f}", flush=True)
     return 0
 
 
