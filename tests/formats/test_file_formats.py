@@ -63,3 +63,14 @@ def test_one_format_writes_exactly_those_files_of_the_both_build(three_builds, o
 def test_default_build_manifest_has_no_formats_key(three_builds):
     """A default build's manifest is byte-identical to one made before `--formats` existed."""
     assert "formats" not in json.loads((three_builds["both"] / "manifest.json").read_text())
+
+
+def test_cli_refuses_an_unknown_format_before_loading_and_dry_run_names_the_series(tmp_path, capsys):
+    from pipelines.cli import main
+
+    assert main(["build", "--mixture", "demo", "--output", str(tmp_path / "x"), "--formats", "orc"]) != 0
+    assert "--formats orc" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["build", "--mixture", "demo", "--output", str(tmp_path / "y"), "--formats", "parquet", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "shards:   parquet/demo-train-00000-of-00001.parquet" in out and "tfrecord/" not in out
