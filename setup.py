@@ -64,6 +64,10 @@ EXTRAS = {
         "torch>=2.13,<2.14",
         "transformers>=5.24,<6",
     ],
+    # benchmarks/throughput.py --hf: the Hugging Face peer (datasets + TRL's pack_dataset). Install TRL
+    # without its dependencies (`pip install --no-deps -c constraints.txt trl`): pack_dataset needs only
+    # datasets and pyarrow, not torch/accelerate.
+    "bench": ["trl>=1.16,<1.17"],
     # safetensors: `flanmix export` / `train --init` read and write HF weights without torch.
     "trainer": ["jax>=0.10", "flax>=0.12", "optax>=0.2", "orbax-checkpoint>=0.12", "safetensors>=0.4",
                 "tensorstore>=0.1.60", "msgpack>=1.0"],

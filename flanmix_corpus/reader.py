@@ -48,8 +48,9 @@ class CorpusInfo:
         """Full paths of the `kind/` shards ("tfrecord", "parquet" or "jsonl"), in shard order."""
         paths = sorted(f["path"] for f in self.manifest["files"] if f["path"].startswith(kind + "/"))
         if not paths:
+            built = f", built with --formats {','.join(self.manifest['formats'])}" if self.manifest.get("formats") else ""
             raise CorpusError(f"corpus {self.root} lists no {kind}/ files (format {self.manifest.get('format', 'packed')}, "
-                              f"layout {self.layout})")
+                              f"layout {self.layout}{built})")
         return [join(self.root, p) for p in paths]
 
     def feature_lengths(self) -> dict[str, int]:

@@ -4,6 +4,7 @@
     flanmix build --mixture demo --output out/demo [--seed N] [--num_shards N] [--vocab PATH] [Beam options]
                   [--overwrite] [--versioned] [--dry-run] [--dataflow-check] [--progress SECONDS]
                   [--layout encdec|decoder] [--decoder_length N] [--format packed|jsonl] [--pack_buffer N]
+                  [--formats tfrecord,parquet]
     flanmix catalog list [--collection C] [--category "Question Answering"] | show NAME | stats [--json]
     flanmix templates lint [--rows N] [--no-source] | preview DATASET -n 3 [--fixtures] [--setting zs_opt|zs_noopt|fs_opt|fs_noopt]
     flanmix templates import-promptsource PATH [--family NAME] [--output DIR]
@@ -67,13 +68,11 @@ def cmd_build(args, beam_args: list[str]) -> int:
     from pipelines.runner import beam_options, dry_run
     from pipelines.runner import progress
     from pipelines.publish import staging
-    from pipelines.runner.graph import run_build
+    from pipelines.runner.graph import commits_in_process, run_build
     from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
     from pipelines.planning.plan import BuildOptions, make_plan
 
-    if beam_options.is_local(beam_args) and not (args.dry_run or args.dataflow_check):
-        card_plots.start_warming()  # matplotlib loads while the job runs, for the data card
     from pipelines.vocab import Vocabulary
 
     from pipelines.runner import argcheck
@@ -81,6 +80,9 @@ def cmd_build(args, beam_args: list[str]) -> int:
     argcheck.check_build_numbers(args)  # before anything is loaded or started
     argcheck.unknown_flags(beam_args, BUILD_FLAGS)
     argcheck.check_output(args.output)
+    from pipelines.formats.file_formats import parse_formats
+
+    file_formats = parse_formats(args.formats) if args.formats is not None else None  # before anything loads
     from pipelines.definitions.broken_entries import refuse_if_needed
 
     catalog, families = _load_catalog_and_templates(args)
@@ -94,10 +96,13 @@ def cmd_build(args, beam_args: list[str]) -> int:
         decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
         render_budget=render_budget.current(), max_dead_letter_fraction=args.max_dead_letter_fraction,
         sources=args.sources,
+        file_formats=file_formats,
     )
     if args.sources:
         beam_options.set_filesystem_options(beam_args)  # the launcher reads sources.json with the job's options
     plan = make_plan(mixture, catalog, families, vocab, options)
+    if not (args.dry_run or args.dataflow_check) and commits_in_process(beam_options.pipeline_options(beam_args, plan, True)):
+        card_plots.start_warming()  # the card's plots are drawn in helper processes, warmed while the job runs
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
     if len(plan.skipped) > 10:
@@ -168,7 +173,7 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
             print(f"SKIPPED {s['dataset']}: {s['reason'].splitlines()[0]}")
         if len(skipped) > 10:
             print(f"SKIPPED ... and {len(skipped) - 10} more (manifest.json: mixing.skipped_sources)")
-    data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else "tfrecord/, parquet/"
+    data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else ", ".join(f"{f}/" for f in manifest.get("formats") or ("tfrecord", "parquet"))
     print(f"output: {output} (manifest.json, {data_dirs}, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
 
 
@@ -427,6 +432,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="--layout decoder: the row length (default inputs_length + targets_length, 2560)")
     b.add_argument("--format", choices=["packed", "jsonl"], default="packed",
                    help="packed: TFRecord + Parquet rows (default); jsonl: the rendered text with metadata, unpacked")
+    b.add_argument("--formats", default=None, metavar="tfrecord,parquet",
+                   help="the packed output's files: tfrecord, parquet or both, comma-separated (default both); "
+                        "writing one takes about half the write stage's time")
     b.add_argument("--pack_buffer", type=int,
                    help="examples the packer sorts and places at a time; bounds its memory (default 10000)")
     b.add_argument("--target_examples", type=int, help="corpus size in examples (default: the mixture's target, else one pass over the capped tasks)")

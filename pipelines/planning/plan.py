@@ -18,6 +18,7 @@ from pipelines.definitions.lint import lint_static
 from pipelines.loaders import SourceShard, get_loader
 from pipelines.definitions.mixtures import FewShotConfig, Mixture, resolve_datasets
 from flanmix_corpus.layouts import LAYOUTS
+from pipelines.formats.file_formats import DEFAULT_FORMATS, parse_formats
 from pipelines.formats.packer import DEFAULT_BUFFER_SIZE
 from pipelines.definitions.templates import Template, TemplateFamily, bind_templates
 from pipelines.definitions.render_budget import RenderBudget
@@ -74,6 +75,7 @@ class BuildPlan:
     option_marker_answers: float = 0.5  # planning.option_formats: share of enumerated blocks answered by marker
     sources_snapshot: Mapping[str, str] | None = None  # {"sha256": ...} of the snapshot read (--sources), else None
     dead_letter_shards: int = 1  # files of dead_letter/ (planning.shard_count.dead_letter_shards)
+    file_formats: tuple[str, ...] = DEFAULT_FORMATS  # packed output: formats/file_formats.py (`--formats`)
 
 
 def _option(help_text: str, **kwargs):
@@ -103,6 +105,7 @@ class BuildOptions:
         "fail when more than this share of a dataset's (or all) rows are dead letters; None: when a dataset loses all",
         default=None)
     sources: str | None = _option("read every source from this snapshot (pipelines/sources), not its loader", default=None)
+    file_formats: str | tuple[str, ...] | None = _option("packed output files: tfrecord,parquet (default both)", default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -121,6 +124,9 @@ def make_plan(
     overlong, target_examples, target_tokens, strict = o.overlong, o.target_examples, o.target_tokens, o.strict
     layout, decoder_length, output_format, pack_buffer = o.layout, o.decoder_length, o.output_format, o.pack_buffer
     _check_output_options(layout, output_format, decoder_length, pack_buffer)
+    file_formats = parse_formats(o.file_formats)
+    if output_format == "jsonl" and o.file_formats is not None and file_formats != DEFAULT_FORMATS:
+        raise FlanmixError("--formats chooses the packed output's files; --format jsonl writes jsonl/ only")
     entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)
     if problems:
@@ -198,6 +204,7 @@ def make_plan(
         option_marker_answers=mixture.option_marker_answers,
         sources_snapshot={"sha256": snapshot.sha256} if snapshot is not None else None,
         dead_letter_shards=shard_count.dead_letter_shards(sources),
+        file_formats=file_formats,
     )
 
 

@@ -132,6 +132,7 @@ class OutputSlice(Slice):
     inputs_length: int  # the data card's row-fill histograms (publish/card_stats.py)
     targets_length: int
     decoder_length: int
+    file_formats: tuple[str, ...]  # which packed files WriteCorpus writes (formats/file_formats.py)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class ManifestSlice(Slice):
     pool_size: int
     option_marker_answers: float
     exemplar_groups: bool
+    file_formats: tuple[str, ...]
     sources_snapshot: Mapping[str, str] | None = None
 
 

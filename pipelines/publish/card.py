@@ -90,6 +90,11 @@ def data_kind(manifest: dict) -> str:
     return "jsonl" if manifest.get("format") == "jsonl" else "parquet"
 
 
+def manifest_formats(manifest: dict) -> tuple[str, ...]:
+    """The packed files a corpus holds: the manifest's `formats` (`--formats`), else both."""
+    return tuple(manifest.get("formats") or ("tfrecord", "parquet"))
+
+
 def data_files(manifest: dict) -> list[str]:
     kind = data_kind(manifest)
     return sorted(f["path"] for f in manifest["files"] if f["path"].startswith(kind + "/"))
@@ -117,9 +122,10 @@ def front_matter(manifest: dict) -> dict:
         "size_categories": [size_category(int(manifest["num_rows"]))],
         "tags": ["flanmix", "instruction-tuning", "flan",
                  "rendered-text" if manifest.get("format") == "jsonl" else f"packed-{manifest.get('layout', 'encdec')}"],
-        "configs": [{"config_name": "default", "default": True,
-                     "data_files": [{"split": manifest["split"], "path": data_files(manifest)}]}],
     }
+    if data_files(manifest):  # a `--formats tfrecord` corpus has nothing `load_dataset` reads
+        meta["configs"] = [{"config_name": "default", "default": True,
+                            "data_files": [{"split": manifest["split"], "path": data_files(manifest)}]}]
     if "other" in licenses or "unknown" in licenses:
         meta["license_details"] = "see the Sources and licences table: each source's own licence applies"
     return meta
@@ -155,6 +161,8 @@ def rebuild_command(manifest: dict) -> str:
         parts += ["--layout decoder", f"--decoder_length {lengths['targets']}"]
     else:
         parts += [f"--inputs_length {lengths['inputs']}", f"--targets_length {lengths['targets']}"]
+    if manifest.get("formats"):
+        parts.append(f"--formats {','.join(manifest['formats'])}")
     parts.append(f"--overlong {manifest['overlong_policy']}")
     mixing = manifest.get("mixing") or {}
     if mixing.get("target_tokens"):
@@ -231,7 +239,10 @@ def render_card(manifest: dict, plots: list[card_plots.PlotData]) -> str:
         f"ds = datasets.load_dataset(\"DIR\")[\"{m['split']}\"]   # the {kind}/ shards named in the front matter",
         "```",
         "",
-        "The same rows are in `tfrecord/` (tf.train.Example) for packed corpora. `flanmix inspect DIR --row N` "
+        ("The same rows are in `tfrecord/` (tf.train.Example) for packed corpora. "
+         if not m.get("formats") else
+         f"This corpus was built with `--formats {','.join(manifest_formats(m))}`: only those files were written. ")
+        + "`flanmix inspect DIR --row N` "
         "decodes a packed row back to text, segment by segment, with each segment's dataset, template, prompt "
         "setting and row id (`provenance`).",
         "",

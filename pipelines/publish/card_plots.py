@@ -271,34 +271,88 @@ def _nice_step(raw: float) -> float:
     return 10 * power
 
 
-# --- warming up -----------------------------------------------------------------------------------
-# Importing matplotlib and drawing a first figure cost ~0.5 s. `flanmix build` on the local runner
-# starts that in a background thread when it starts, so it runs while the job waits on SentencePiece,
-# Arrow, files and the runner's gRPC, and the card at the end finds matplotlib ready. The bytes do
-# not depend on it: without it (tests, Beam worker processes, Dataflow) the first plot imports.
+# --- drawing off the critical path --------------------------------------------------------------
+# Importing matplotlib and drawing a first figure cost ~0.5 s, and each plot ~50 ms of layout and
+# rasterising, all of it holding the GIL. `flanmix build` on the local runner (in-process worker)
+# starts PLOT_PROCESSES spawned helper processes when it starts (`start_warming`): each imports
+# matplotlib and draws a throwaway figure while the job runs (on another core, so the job's thread
+# keeps the GIL), and at the end the six plots are drawn in the helpers in parallel, about a third of
+# drawing them one after another in the job's process. The bytes do not depend on it: the same
+# function draws each plot the same way wherever it runs; without helpers (`flanmix card`, tests,
+# Beam worker processes, Dataflow) the plots are drawn in-process, one after another.
 
-_WARMING = None
+PLOT_PROCESSES = 2
+_HELPERS: list | None = None
 
 
 def _warm_up() -> None:
     render_png(PlotData("warm", "warm", "x", "y", ("a", "b"), (("s", (1.0, 2.0)),)))
 
 
-def start_warming():
-    """Import matplotlib and draw a throwaway figure in a daemon thread (once per process)."""
-    global _WARMING
-    import threading
+def _serve() -> None:
+    """A helper process (`start_warming`): warm up, then read one pickled list of PlotData from stdin
+    and write the pickled list of their PNGs to stdout."""
+    import pickle
+    import sys
 
-    if _WARMING is None:
-        _WARMING = threading.Thread(target=_warm_up, name="flanmix-card-warm-up", daemon=True)
-        _WARMING.start()
-    return _WARMING
+    _warm_up()
+    data = sys.stdin.buffer.read()
+    if data:
+        sys.stdout.buffer.write(pickle.dumps([render_png(p) for p in pickle.loads(data)]))
+        sys.stdout.buffer.flush()
+
+
+def start_warming():
+    """Start the helper processes (once, until `render_all` uses them): plain interpreters running
+    `_serve` (not multiprocessing, whose spawned children re-import the caller's __main__). Returns
+    the helpers, or None where processes cannot be started (the plots are then drawn in-process)."""
+    global _HELPERS
+    if _HELPERS is None:
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            _HELPERS = [subprocess.Popen([sys.executable, "-c", "from pipelines.publish.card_plots import _serve; _serve()"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+                        for _ in range(PLOT_PROCESSES)]
+        except OSError:  # no processes here (e.g. a sandbox): draw in-process
+            _HELPERS = None
+    return _HELPERS
+
+
+def _draw_in_helpers(helpers: list, plots: list[PlotData]) -> list[bytes]:
+    import pickle
+
+    shares = [plots[i::len(helpers)] for i in range(len(helpers))]  # round robin: similar work each
+    for helper, share in zip(helpers, shares):
+        helper.stdin.write(pickle.dumps(share))
+        helper.stdin.close()
+    drawn = []
+    for helper in helpers:
+        out = helper.stdout.read()
+        if helper.wait() != 0 or not out:
+            raise RuntimeError("a plot helper process failed")
+        drawn.append(pickle.loads(out))
+    result: list[bytes] = [b""] * len(plots)
+    for i, pngs in enumerate(drawn):
+        result[i::len(helpers)] = pngs
+    return result
 
 
 def render_all(plots: list[PlotData]) -> list[bytes]:
-    """The PNGs of `plots`, in order."""
-    if _WARMING is not None:
-        _WARMING.join()  # matplotlib's first import must not run twice at once in one process
+    """The PNGs of `plots`, in order: in the helper processes when `start_warming` started them
+    (which then exit), else here, one after another."""
+    global _HELPERS
+    helpers, _HELPERS = _HELPERS, None
+    if helpers:
+        try:
+            return _draw_in_helpers(helpers, plots)
+        except Exception:  # noqa: BLE001 - a helper died or could not import: draw here instead
+            for helper in helpers:
+                helper.kill()
+                helper.wait()
     return [render_png(p) for p in plots]
 
 

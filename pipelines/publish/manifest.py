@@ -10,6 +10,7 @@ from apache_beam.io.filesystems import FileSystems
 import pipelines
 from pipelines import counters as k
 from pipelines.formats import layouts as features
+from pipelines.formats.file_formats import DEFAULT_FORMATS
 from pipelines.planning.plan import BuildPlan
 from pipelines.planning.sampling import SamplingTable
 from pipelines.records import Report
@@ -105,8 +106,12 @@ def output_description(plan: BuildPlan) -> dict:
         lengths = {"targets": plan.decoder_length}
     else:
         lengths = {"inputs": plan.inputs_length, "targets": plan.targets_length}
-    return {"format": plan.output_format, "layout": plan.layout, "feature_spec": features.feature_spec_path(plan.layout),
-            "sequence_length": lengths}
+    out = {"format": plan.output_format, "layout": plan.layout, "feature_spec": features.feature_spec_path(plan.layout),
+           "sequence_length": lengths}
+    formats = getattr(plan, "file_formats", DEFAULT_FORMATS)
+    if formats != DEFAULT_FORMATS:  # `--formats`: only these were written (absent: tfrecord and parquet)
+        out["formats"] = list(formats)
+    return out
 
 
 def packing_efficiency(plan: BuildPlan, c: dict) -> dict | None:

@@ -51,8 +51,7 @@ def describe(plan: BuildPlan, output_dir: str, beam_args: list[str], overwrite: 
         f"  staging:  {staging.staging_dir(output_dir, run_identity(plan))}/ (removed after publishing)",
         (f"  shards:   jsonl/{prefix}-00000-of-{plan.num_shards:05d}.jsonl .. -{last:05d}-of-{plan.num_shards:05d}"
          if getattr(plan, "output_format", "packed") == "jsonl" else
-         f"  shards:   tfrecord/{prefix}-00000-of-{plan.num_shards:05d}.tfrecord .. -{last:05d}-of-{plan.num_shards:05d}"
-         f" (and the same under parquet/; layout {plan.layout})"),
+         _packed_shards(plan, prefix, last)),
         f"  dead letters: dead_letter/dead_letter-00000-of-{plan.dead_letter_shards:05d}.jsonl"
         + (f" .. -{plan.dead_letter_shards - 1:05d}-of-{plan.dead_letter_shards:05d}" if plan.dead_letter_shards > 1 else ""),
         "  manifest: manifest.json, written last",
@@ -63,3 +62,12 @@ def describe(plan: BuildPlan, output_dir: str, beam_args: list[str], overwrite: 
     problems = remote_problems(plan, output_dir, beam_args)
     lines += [f"WARNING: {p}" for p in problems]
     return "\n".join(lines)
+
+
+def _packed_shards(plan, prefix: str, last: int) -> str:
+    """The packed shard series of `--formats` (default: TFRecord, and the same under parquet/)."""
+    formats = getattr(plan, "file_formats", ("tfrecord", "parquet"))
+    first = formats[0]
+    line = f"  shards:   {first}/{prefix}-00000-of-{plan.num_shards:05d}.{first} .. -{last:05d}-of-{plan.num_shards:05d}"
+    also = f"and the same under {formats[1]}/; " if len(formats) > 1 else ""
+    return line + f" ({also}layout {plan.layout})"

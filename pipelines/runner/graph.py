@@ -93,6 +93,14 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
 
 
 
+def commits_in_process(options) -> bool:
+    """Whether the job's last step (publish, with the data card) runs in this process: the local
+    runner with its in-process worker (`multi_threading` / `in_memory`), not worker processes."""
+    if not is_local(["--runner", str(options.view_as(StandardOptions).runner or LOCAL_RUNNER)]):
+        return False
+    return (options.view_as(DirectOptions).direct_running_mode or "in_memory") != "multi_processing"
+
+
 def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: list[str] | None = None, num_threads: int = -1,
               overwrite: bool = False, all_cores: bool = False, progress_every: float = 0.0):
     """Run the job to completion and publish; returns the PipelineResult (the manifest is in `output_dir`).

@@ -15,7 +15,7 @@ import apache_beam as beam
 
 from pipelines.records import Report
 from pipelines.stages import dead_letter_policy, dead_letters, ledger, write_text
-from pipelines.stages.write import write_packed_shard
+from pipelines.stages.write import shard_path, write_packed_shard
 
 
 def finish_corpus(report: Report, plan: BuildPlan, output_dir: str) -> Report:
@@ -35,7 +35,7 @@ def finish_corpus(report: Report, plan: BuildPlan, output_dir: str) -> Report:
                 extra = write_text.write_text_shard(shard, [], plan, output_dir)
                 counts.update(extra.counts)
                 files.extend(extra.files)
-        elif "tfrecord/" + writers.shard_name(f"{plan.mixture}-{plan.split}", shard, plan.num_shards, ".tfrecord") not in written:
+        elif shard_path(plan, plan.file_formats[0], shard) not in written:
             extra = write_packed_shard(shard, [], plan, output_dir)
             counts.update(extra.counts)
             files.extend(extra.files)

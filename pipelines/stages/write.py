@@ -1,4 +1,4 @@
-"""WriteCorpus: (shard, [PackedBatch]) -> one TFRecord and one Parquet file per shard, and its Report.
+"""WriteCorpus: (shard, [PackedBatch]) -> one TFRecord and/or one Parquet file per shard (`--formats`), and its Report.
 
 Files go under the build's staging prefix; `publish` verifies and moves them.
 """
@@ -10,7 +10,7 @@ from collections import Counter
 import apache_beam as beam
 import numpy as np
 
-from pipelines.formats import writers
+from pipelines.formats import file_formats, writers
 from pipelines.formats.rows import PackedBatch
 from pipelines.publish import card_stats
 from pipelines.planning.plan import BuildPlan
@@ -39,19 +39,29 @@ def shard_report(batches: list[PackedBatch], files, plan: BuildPlan, shard: int 
     return Report(dict(counts), tuple(files))
 
 
+def shard_path(plan: BuildPlan, file_format: str, shard: int) -> str:
+    """`tfrecord/M-S-SSSSS-of-NNNNN.tfrecord` or `parquet/...parquet`, relative to the output."""
+    return f"{file_format}/" + writers.shard_name(f"{plan.mixture}-{plan.split}", shard, plan.num_shards, f".{file_format}")
+
+
 def write_packed_shard(shard: int, batches: list[PackedBatch], plan: BuildPlan, output_dir: str) -> Report:
-    """Write one shard's TFRecord and Parquet files (empty files for no batches); its Report."""
+    """Write one shard's files in the plan's formats (`--formats`; empty files for no batches); its Report."""
     num_rows = sum(len(b) for b in batches)
-    prefix = f"{plan.mixture}-{plan.split}"
-    n = plan.num_shards
-    # Parquet encoding releases the GIL (Arrow's C++), so it overlaps the TFRecord serialization.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        parquet = pool.submit(writers.parquet_bytes, batches, plan.layout)
-        tfrecord = writers.tfrecord_bytes(batches)
-        files = [
-            writers.write_file(output_dir, "tfrecord/" + writers.shard_name(prefix, shard, n, ".tfrecord"), tfrecord, num_rows),
-            writers.write_file(output_dir, "parquet/" + writers.shard_name(prefix, shard, n, ".parquet"), parquet.result(), num_rows),
-        ]
+    wanted = getattr(plan, "file_formats", file_formats.DEFAULT_FORMATS)
+    files = []
+    if wanted == (file_formats.PARQUET,):
+        files.append(writers.write_file(output_dir, shard_path(plan, file_formats.PARQUET, shard),
+                                        writers.parquet_bytes(batches, plan.layout), num_rows))
+    elif wanted == (file_formats.TFRECORD,):
+        files.append(writers.write_file(output_dir, shard_path(plan, file_formats.TFRECORD, shard),
+                                        writers.tfrecord_bytes(batches), num_rows))
+    else:
+        # Parquet encoding releases the GIL (Arrow's C++), so it overlaps the TFRecord serialization.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            parquet = pool.submit(writers.parquet_bytes, batches, plan.layout)
+            tfrecord = writers.tfrecord_bytes(batches)
+            files.append(writers.write_file(output_dir, shard_path(plan, file_formats.TFRECORD, shard), tfrecord, num_rows))
+            files.append(writers.write_file(output_dir, shard_path(plan, file_formats.PARQUET, shard), parquet.result(), num_rows))
     return shard_report(batches, files, plan, shard)
 
 
