@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pipelines.formats import writers
 from pipelines.planning.plan import BuildPlan
 import apache_beam as beam
 
