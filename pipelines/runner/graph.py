@@ -24,7 +24,7 @@ from pipelines.publish.commit import Publish
 from pipelines.publish.staging import check_destination, staging_dir
 from pipelines.records import DEAD_LETTER, STATS
 from pipelines.publish import lease as publish_lease
-from pipelines.runner import startup_heap
+from pipelines.runner import startup_heap, worker_fs
 from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
 from pipelines.stages.finish import MergeReports, dead_letter_report, finish_corpus
 from pipelines.stages.pack import Pack
@@ -77,7 +77,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         | "CollectDeadLetters" >> beam.Flatten()
         | "DeadLetterReports" >> beam.Map(dead_letter_report)
     )
-    return (
+    published = (
         (read[STATS], *(stage[STATS] for stage in stages), shard_reports, dead_letters)
         | "CollectReports" >> beam.Flatten()
         # Every source reports what it read, so there is always an input: no default to inject.
@@ -85,6 +85,8 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         | "FinishCorpus" >> beam.Map(finish_corpus, OutputSlice.of(plan), staging)
         | "Publish" >> Publish(ManifestSlice.of(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
     )
+    worker_fs.attach(pipeline, pipeline.options)  # every worker gets the filesystem options (runner.worker_fs)
+    return published
 
 
 
