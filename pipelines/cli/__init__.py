@@ -117,8 +117,15 @@ def cmd_build(args, beam_args: list[str]) -> int:
         print(f"flanmix build: WARNING: {problem}")
     start = time.perf_counter()
     try:
-        run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
-                  progress_every=args.progress)
+        for attempt in range(10):
+            try:
+                run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
+                          progress_every=args.progress)
+                break
+            except staging.LeaseHeld:  # --versioned: another build took vN a moment ago; take the next one
+                if not args.versioned or attempt == 9:
+                    raise
+                output = staging.resolve_output(args.output, plan.mixture, args.versioned)
     except Exception as exc:  # a FlanmixError raised inside the job arrives wrapped by the runner
         from pipelines.runner.job_errors import flanmix_error_in
 

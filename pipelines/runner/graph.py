@@ -103,7 +103,8 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
     options = pipeline_options(beam_args or [], plan, all_cores)
     FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
     check_destination(output_dir, overwrite)
-    with publish_lease.lease(output_dir), startup_heap.frozen_during_build():  # one build per output
+    staging = staging_dir(output_dir, run_identity(plan))
+    with publish_lease.lease(output_dir, staging=staging), startup_heap.frozen_during_build():  # one build per output
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
         return progress.run_and_report(pipeline, progress_every)
