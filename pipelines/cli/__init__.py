@@ -110,11 +110,10 @@ def cmd_build(args, beam_args: list[str]) -> int:
     if args.dry_run:
         print(dry_run.describe(plan, output, beam_args, args.overwrite))
         return 0
-    problems = beam_options.remote_problems(plan, output, beam_args)
-    if problems and beam_options.runner_name(beam_args) == "DataflowRunner":
-        raise FlanmixError("Dataflow workers cannot run this build:\n  " + "\n  ".join(problems))
-    for problem in problems:  # other engines' workers may share a filesystem with the launcher
-        print(f"flanmix build: WARNING: {problem}")
+    beam_options.check_launch(plan, output, beam_args)  # what the launch would refuse, in one line
+    if beam_options.runner_name(beam_args) != "DataflowRunner":
+        for problem in beam_options.remote_problems(plan, output, beam_args):  # may share a filesystem
+            print(f"flanmix build: WARNING: {problem}")
     start = time.perf_counter()
     try:
         for attempt in range(10):
