@@ -119,7 +119,7 @@ def cmd_build(args, beam_args: list[str]) -> int:
         for attempt in range(10):
             try:
                 run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
-                          progress_every=args.progress)
+                          progress_every=args.progress, worker_start_timeout=args.worker_start_timeout)
                 break
             except staging.LeaseHeld:  # --versioned: another build took vN a moment ago; take the next one
                 if not args.versioned or attempt == 9:
@@ -352,6 +352,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the resolved plan (datasets, templates, expected rows, runner, output layout); run nothing")
     b.add_argument("--dataflow-check", action="store_true",
                    help="build the job for DataflowRunner offline (Beam --dry_run) and check container, pickling, options")
+    b.add_argument("--worker_start_timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="portable runners with separate workers (--environment_type EXTERNAL, PROCESS, DOCKER): fail "
+                        "when a one-element probe job has not finished within this many seconds, instead of waiting "
+                        "forever for workers that cannot start (default 300; 0: no probe)")
     b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
     render_budget.add_flags(b)
