@@ -155,15 +155,13 @@ class _Store:
             handle.write(data)
 
     def _s3(self):
-        import boto3
-        from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+        from apache_beam.io.aws.clients.s3 import boto3_client
+        from apache_beam.options.pipeline_options import PipelineOptions
 
-        o = (FileSystems._pipeline_options or PipelineOptions([])).view_as(S3Options)
-        kwargs = {"region_name": o.s3_region_name, "endpoint_url": o.s3_endpoint_url,
-                  "aws_access_key_id": o.s3_access_key_id, "aws_secret_access_key": o.s3_secret_access_key,
-                  "aws_session_token": o.s3_session_token, "use_ssl": not o.s3_disable_ssl, "verify": o.s3_verify,
-                  "api_version": o.s3_api_version}
-        client = boto3.client("s3", **{k: v for k, v in kwargs.items() if v is not None})
+        from pipelines.runner import worker_fs
+
+        worker_fs.cache_s3_clients()
+        client = boto3_client.Client(options=FileSystems._pipeline_options or PipelineOptions([])).client
         bucket, _, key = self.path[len("s3://"):].partition("/")
         return client, bucket, key
 

@@ -105,6 +105,7 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
 
     options = pipeline_options(beam_args or [], plan, all_cores)
     FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
+    worker_fs.cache_s3_clients()  # one S3 client per process, not one per call
     check_destination(output_dir, overwrite)
     portable.probe_workers(options, worker_start_timeout)  # workers that never start: a message, not a hang
     staging = staging_dir(output_dir, run_identity(plan))

@@ -18,6 +18,11 @@ harness already did) as in a worker pool.
 
 What travels: the values of those flags as given (S3 keys included, as they are in the job's
 pipeline options on any runner). Nothing is carried when none were given.
+
+**One S3 client per process.** Beam's S3 filesystem builds a new boto3 client for every call
+(open, match, rename, delete: 0.1-0.7 s of CPU each here; 38 of them were 19-27 s of one small S3
+publish). `cache_s3_clients` (installed by `apply` and by the launcher) makes Beam's client wrapper
+reuse one boto3 client per set of S3 options; boto3 clients are safe to share between threads.
 """
 from __future__ import annotations
 
@@ -56,6 +61,46 @@ def filesystem_options(options: PipelineOptions) -> dict:
     return {k: v for k, v in sorted(given.items()) if k in FILESYSTEM_DESTS and v is not None}
 
 
+_S3_FIELDS = ("s3_access_key_id", "s3_secret_access_key", "s3_session_token", "s3_endpoint_url", "s3_disable_ssl",
+              "s3_region_name", "s3_api_version", "s3_verify")
+_cache_lock = threading.Lock()
+_s3_clients: dict[tuple, object] = {}  # the S3 options' values -> one boto3 client
+
+
+def cache_s3_clients() -> None:
+    """Make Beam's S3 client wrapper reuse one boto3 client per set of S3 options in this process
+    (see the module docstring; each wrapper keeps its own download state). Idempotent."""
+    try:
+        from apache_beam.io.aws.clients.s3 import boto3_client
+    except ImportError:  # Beam without its AWS extra: no s3:// at all
+        return
+    cls = boto3_client.Client
+    if getattr(cls.__init__, "_flanmix_cached", False):
+        return
+    original = cls.__init__
+
+    def __init__(self, options):
+        if isinstance(options, PipelineOptions):
+            view = options.view_as(S3Options)
+            key = tuple(repr(getattr(view, name, None)) for name in _S3_FIELDS)
+        else:
+            key = tuple(repr(options.get(name)) for name in _S3_FIELDS)
+        with _cache_lock:
+            client = _s3_clients.get(key)
+        if client is None:
+            original(self, options)
+            with _cache_lock:
+                _s3_clients.setdefault(key, self.client)
+            return
+        self.client = client
+        self._download_request = None
+        self._download_stream = None
+        self._download_pos = 0
+
+    __init__._flanmix_cached = True
+    cls.__init__ = __init__
+
+
 def apply(values: dict) -> None:
     """`FileSystems.set_options` with these options, once per process for the same values."""
     global _applied
@@ -67,6 +112,7 @@ def apply(values: dict) -> None:
             return
         FileSystems.set_options(PipelineOptions.from_dictionary(dict(values)))
         _applied = key
+    cache_s3_clients()
 
 
 def _restore(values: dict) -> "FilesystemOptions":

@@ -13,10 +13,12 @@ import pytest
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.definitions.mixtures import load_mixture
 from pipelines.errors import FlanmixError
+from pipelines.planning.plan import BuildOptions, make_plan
 from pipelines.runner.graph import run_build
 
-from buildkit import digest_tree, read_back, small_plan
+from buildkit import digest_tree, read_back
 from emulators import s3_server  # noqa: F401 - fixture
 from portable_servers import bind_loopback_only, job_service, worker_pool
 
@@ -39,10 +41,25 @@ def servers(tmp_path_factory):
         yield {"job_endpoint": endpoint, "pool": pool}
 
 
+TINY_MIXTURE = """\
+schema_version: 1
+name: tiny
+description: One shipped NIV2 task (8 rows) for the portable-runner tests.
+seed: 0
+split: train
+data: samples
+sequence_length: {inputs: 256, targets: 64}
+members:
+  - dataset: task1146_country_capital
+"""
+
+
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory, catalog, families, vocab):
+    """A tiny corpus built by the local runner: what every portable build must equal byte for byte."""
     tmp = tmp_path_factory.mktemp("portable_reference")
-    plan = small_plan(tmp, catalog, families, vocab)
+    (tmp / "tiny.yaml").write_text(TINY_MIXTURE, encoding="utf-8")
+    plan = make_plan(load_mixture(tmp / "tiny.yaml"), catalog, families, vocab, BuildOptions(num_shards=2))
     out = tmp / "out"
     run_build(plan, vocab.model_proto, str(out), ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     return plan, digest_tree(out)
@@ -81,14 +98,14 @@ def test_portable_job_service_publishes_to_s3_byte_for_byte(servers, local_refer
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
     plan, reference = local_reference
-    output = f"s3://{s3_server.bucket}/portable-{environment.lower()}/small"
+    output = f"s3://{s3_server.bucket}/portable-{environment.lower()}/tiny"
     try:
         run_build(plan, vocab.model_proto, output, _args(servers, environment) + s3_server.beam_args,
                   worker_start_timeout=120)
         read_back(output)
     finally:
         FileSystems.set_options(PipelineOptions([]))
-    assert _s3_tree(s3_server, f"portable-{environment.lower()}/small/") == reference
+    assert _s3_tree(s3_server, f"portable-{environment.lower()}/tiny/") == reference
 
 
 def test_a_worker_pool_without_beam_ends_the_build_with_a_message(servers, local_reference, tmp_path, monkeypatch, vocab):
