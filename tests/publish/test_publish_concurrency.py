@@ -135,15 +135,16 @@ def test_renames_on_an_object_store_run_in_a_bounded_thread_pool(monkeypatch):
     assert time.perf_counter() - start < 40 * 0.05 / 2  # not one object at a time
 
 
-SLOW_BUILD = """\
-import sys, time
+GATED_BUILD = """\
+import os, sys, time
 from apache_beam.io.filesystems import FileSystems
 create = FileSystems.create
-def slow_create(path, *args, **kwargs):  # keep the build running while the other one starts
-    if ".staging-" in path:
-        time.sleep(float(sys.argv[1]))
+def gated_create(path, *args, **kwargs):  # hold the build (and its lease) until the gate file exists
+    deadline = time.monotonic() + 120
+    while sys.argv[1] != "-" and ".staging-" in path and not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return create(path, *args, **kwargs)
-FileSystems.create = slow_create
+FileSystems.create = gated_create
 from pipelines.cli import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -151,27 +152,29 @@ sys.exit(main(sys.argv[2:]))
 
 def test_two_concurrent_versioned_builds_into_one_root_both_complete(tmp_path):
     cat_dir, tpl_dir, mixture = toy_project(tmp_path, GOOD_ROWS)
-    script = tmp_path / "slow.py"
-    script.write_text(SLOW_BUILD)
+    script = tmp_path / "gated.py"
+    script.write_text(GATED_BUILD)
+    gate = tmp_path / "gate"
     root = tmp_path / "corpora"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
-    def start(delay: str, seed: str) -> subprocess.Popen:
+    def start(gate: str, seed: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, str(script), delay, "--catalog", str(cat_dir), "--templates", str(tpl_dir), "build",
+            [sys.executable, str(script), gate, "--catalog", str(cat_dir), "--templates", str(tpl_dir), "build",
              "--mixture", str(mixture), "--output", str(root), "--versioned", "--seed", seed, "--num_shards", "2",
              "--progress", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    first = start("0.5", "0")
+    first = start(str(gate), "0")  # stops before its first staged file until the gate opens
     try:
         deadline = time.monotonic() + 120
         while not (root / "toy" / "v1" / lease.LEASE_NAME).exists():  # the first build holds v1
             assert first.poll() is None, first.communicate()[0][-3000:]
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        second = start("0", "1")
+        second = start("-", "1")
         out2, _ = second.communicate(timeout=300)
         assert first.poll() is None, "the first build ended before the second one finished"
+        gate.write_text("open")
         out1, _ = first.communicate(timeout=300)
     finally:
         for proc in (first,):
