@@ -5,19 +5,28 @@
                                             2. VerifyStaged re-reads each one: size, SHA-256 and row
                                                count must equal what the writer reported
     OUTPUT/tfrecord/... parquet/... dead_letter/...
-                                            3. Commit moves them to their final names (an old manifest
-                                               is deleted first when overwriting)
-    OUTPUT/manifest.json                    4. the manifest goes last, then the staging prefix is removed
+                                            3. Commit moves them to their final names, beside the
+                                               live corpus: a name the live manifest lists gets the
+                                               run id before its extension (`generation_path`)
+    OUTPUT/manifest.json                    4. the manifest is switched last, in one step; then the
+                                               old corpus's files and this build's staging go
 
 Works on every Beam filesystem (local, gs://, s3://): on object stores an object appears whole or not
-at all, locally a file is renamed into place. A run that dies at any point leaves no new manifest; its
-staging prefix (named from the plan's hash, so the same build re-run reuses it) is overwritten by the
-next attempt; a successful publish removes every staging prefix under OUTPUT. The run id is a pure
-function of the plan, never of time or workers.
+at all, locally a file is renamed into place. A reader that follows the manifest sees the old corpus
+or the new one, never a mix (a reader still reading the old files after the switch finds them
+removed, and the next read of the manifest gives the new corpus). A run that dies at any point
+leaves the old manifest (or none); its staging prefix (named from the plan's hash, so the same build
+re-run reuses it) is overwritten by the next attempt. A publish removes only its own staging prefix:
+another `.staging-*` may be a running build's (a dead build's is removed by the build that takes over
+its lease, `publish.lease`). The run id is a pure function of the plan, never of time or workers.
+
+On object stores renames are a copy and a delete per object: the commit runs them `RENAME_THREADS`
+at a time, and every existence check comes from one listing of the output and one of the staging
+prefix.
 
 Destinations: `resolve_output(OUTPUT, mixture, versioned=False)` is OUTPUT itself; with
 `versioned=True` it is `OUTPUT/MIXTURE/vN`, N one more than the newest complete version (a version
-directory without a manifest, left by a run that died, is reused).
+directory without a manifest, left by a run that died, is reused; one a running build holds is skipped).
 """
 from __future__ import annotations
 
