@@ -108,10 +108,11 @@ def apply(values: dict) -> None:
 
     key = tuple(sorted((k, repr(v)) for k, v in values.items()))
     with _applied_lock:
-        if _applied == key and FileSystems._pipeline_options is not None:
-            return
-        FileSystems.set_options(PipelineOptions.from_dictionary(dict(values)))
-        _applied = key
+        if _applied is not None and _applied[0] == key and FileSystems._pipeline_options is _applied[1]:
+            return  # still the options this carrier set (nothing replaced them since)
+        options = PipelineOptions.from_dictionary(dict(values))
+        FileSystems.set_options(options)
+        _applied = (key, options)
     cache_s3_clients()
 
 
