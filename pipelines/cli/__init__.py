@@ -120,15 +120,21 @@ def cmd_build(args, beam_args: list[str]) -> int:
     if args.dry_run:
         print(dry_run.describe(plan, output, beam_args, args.overwrite))
         return 0
-    problems = beam_options.remote_problems(plan, output, beam_args)
-    if problems and beam_options.runner_name(beam_args) == "DataflowRunner":
-        raise FlanmixError("Dataflow workers cannot run this build:\n  " + "\n  ".join(problems))
-    for problem in problems:  # other engines' workers may share a filesystem with the launcher
-        print(f"flanmix build: WARNING: {problem}")
+    beam_options.check_launch(plan, output, beam_args)  # what the launch would refuse, in one line
+    if beam_options.runner_name(beam_args) != "DataflowRunner":
+        for problem in beam_options.remote_problems(plan, output, beam_args):  # may share a filesystem
+            print(f"flanmix build: WARNING: {problem}")
     start = time.perf_counter()
     try:
-        run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
-                  progress_every=args.progress)
+        for attempt in range(10):
+            try:
+                run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
+                          progress_every=args.progress, worker_start_timeout=args.worker_start_timeout)
+                break
+            except staging.LeaseHeld:  # --versioned: another build took vN a moment ago; take the next one
+                if not args.versioned or attempt == 9:
+                    raise
+                output = staging.resolve_output(args.output, plan.mixture, args.versioned)
     except Exception as exc:  # a FlanmixError raised inside the job arrives wrapped by the runner
         from pipelines.runner.job_errors import flanmix_error_in
 
@@ -449,6 +455,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the resolved plan (datasets, templates, expected rows, runner, output layout); run nothing")
     b.add_argument("--dataflow-check", action="store_true",
                    help="build the job for DataflowRunner offline (Beam --dry_run) and check container, pickling, options")
+    b.add_argument("--worker_start_timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="portable runners with separate workers (--environment_type EXTERNAL, PROCESS, DOCKER): fail "
+                        "when a one-element probe job has not finished within this many seconds, instead of waiting "
+                        "forever for workers that cannot start (default 300; 0: no probe)")
     b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
     render_budget.add_flags(b)

@@ -1,18 +1,37 @@
 """One build at a time per output, and no files beside a manifest that it does not list.
 
-**Lease.** A publish removes every `.staging-*` prefix under its output (those of builds that died),
-so a second build into the same output would delete a running build's staged files. The launcher
-therefore takes a lease first: `OUTPUT/.flanmix-lease.json` naming a random token, the host, the
-process and an expiry (`LEASE_SECONDS`). A second build finds a live lease and refuses with a
-message naming the holder; a lease is dead when it has expired, or when it names a process of this
-host that no longer runs (a `kill -9`). Works on every Beam filesystem: the lease is written, then
-read back, and the build goes on only if it still names this build's token (the later of two racing
-writers wins, the other refuses). The lease is released when the build ends, however it ends.
+**Lease.** A second build into the same output would race the first one's commit (and, before the
+lease, deleted its staged files). The launcher therefore takes a lease first:
+`OUTPUT/.flanmix-lease.json` naming a random token, the host, the process, this build's staging
+prefix and an expiry (`LEASE_SECONDS`). A second build finds a live lease and refuses with a
+message naming the holder (`LeaseHeld`); a lease is dead when it has expired, or when it names a
+process of this host that no longer runs (a `kill -9`). The build that takes over a dead lease
+removes the dead build's staging prefix (unless it is its own: the same plan re-run reuses it).
+The lease is released when the build ends, however it ends.
+
+How strong it is depends on what the store offers (`_Store`):
+
+- local paths: created with `O_CREAT | O_EXCL`; a dead lease is taken over by renaming it to a
+  name only this build uses and checking that what was renamed is the lease it judged dead
+  (otherwise it is put back and the build refuses). Exactly one of two racing builds wins.
+- s3://: a conditional PUT, `If-None-Match: *` to create and `If-Match: <ETag>` to take over a
+  dead lease (S3 has enforced both since 2024; the moto emulator in the tests does too). Exactly
+  one of two racing builds wins.
+- gs://: `ifGenerationMatch=0` to create and `ifGenerationMatch=<generation>` to take over (GCS
+  enforces both; the gcp-storage-emulator used in the tests ignores preconditions, so there only
+  the read-back below holds).
+- any other Beam filesystem: write, then read back; the build goes on only if the lease still
+  names its token (the later of two racing writers wins; a writer that raced within the store's
+  read-after-write window may not notice).
+
+On every store the lease is also read back after it is taken. Releasing reads the lease and
+deletes it only if it still names this build's token (a lease taken over meanwhile is left alone;
+between that read and the delete there is no precondition, a window of one request).
 
 **Unlisted files.** A killed `--num_shards 200` build followed by a `--num_shards 4` build left 204
-Parquet files next to a manifest listing 8, and `parquet/*.parquet` read rows twice. The commit now
-removes, from the corpus folders (`DATA_FOLDERS`), every file the new manifest does not list
-(`remove_unlisted`), before the manifest is moved into place.
+Parquet files next to a manifest listing 8, and `parquet/*.parquet` read rows twice. The commit
+removes, from the corpus folders (`DATA_FOLDERS`), every file the new manifest does not list, right
+after the manifest switch (`publish.commit`).
 """
 from __future__ import annotations
 
@@ -27,6 +46,8 @@ from typing import Iterable, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.publish.staging import LeaseHeld
+
 LEASE_NAME = ".flanmix-lease.json"
 LEASE_SECONDS = 24 * 3600  # longer than any build; a dead holder on this host is detected sooner
 DATA_FOLDERS = ("tfrecord", "parquet", "jsonl", "dead_letter")
@@ -36,13 +57,142 @@ def _join(base: str, *parts: str) -> str:
     return FileSystems.join(base, *parts) if "://" in base else os.path.join(base, *parts)
 
 
-def _read_lease(path: str) -> dict | None:
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            value = json.loads(handle.read().decode("utf-8"))
-        return value if isinstance(value, dict) else None
-    except Exception:  # noqa: BLE001 - absent or unreadable: no live lease
+def _parse(data: bytes | None) -> dict | None:
+    if data is None:
         return None
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class _Store:
+    """get / create-if-absent / replace-if-unchanged for one object, as strongly as the scheme allows."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.scheme = path.split("://", 1)[0] if "://" in path else "file"
+
+    # version: local -> the bytes read; s3 -> ETag; gs -> generation; other -> None
+    def get(self) -> tuple[bytes, object] | None:
+        if self.scheme == "s3":
+            client, bucket, key = self._s3()
+            try:
+                got = client.get_object(Bucket=bucket, Key=key)
+            except client.exceptions.NoSuchKey:
+                return None
+            return got["Body"].read(), got["ETag"]
+        if self.scheme == "gs":
+            blob = self._gcs_blob()
+            if not blob.exists():
+                return None
+            blob.reload()
+            return blob.download_as_bytes(if_generation_match=blob.generation), blob.generation
+        if self.scheme == "file":
+            try:
+                with open(self.path, "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                return None
+            return data, data
+        try:
+            with FileSystems.open(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                return handle.read(), None
+        except Exception:  # noqa: BLE001 - absent
+            return None
+
+    def create(self, data: bytes) -> bool:
+        """Write `data` if the object does not exist; False if it does."""
+        if self.scheme == "s3":
+            client, bucket, key = self._s3()
+            return self._s3_put(client, bucket, key, data, IfNoneMatch="*")
+        if self.scheme == "gs":
+            return self._gcs_put(data, 0)
+        if self.scheme == "file":
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return True
+        self._write_plain(data)
+        return True
+
+    def replace(self, data: bytes, version) -> bool:
+        """Write `data` only if the object is still the `version` read; False otherwise."""
+        if self.scheme == "s3":
+            client, bucket, key = self._s3()
+            return self._s3_put(client, bucket, key, data, IfMatch=version)
+        if self.scheme == "gs":
+            return self._gcs_put(data, version)
+        if self.scheme == "file":
+            grave = f"{self.path}.{uuid.uuid4().hex}.dead"
+            try:
+                os.rename(self.path, grave)
+            except FileNotFoundError:
+                return False
+            with open(grave, "rb") as handle:
+                moved = handle.read()
+            if moved != version:  # someone took it over first: put theirs back
+                with contextlib.suppress(OSError):
+                    os.link(grave, self.path)
+                os.unlink(grave)
+                return False
+            os.unlink(grave)
+            return self.create(data)
+        self._write_plain(data)
+        return True
+
+    def delete(self) -> None:
+        with contextlib.suppress(Exception):
+            FileSystems.delete([self.path])
+
+    def _write_plain(self, data: bytes) -> None:
+        with FileSystems.create(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            handle.write(data)
+
+    def _s3(self):
+        from apache_beam.io.aws.clients.s3 import boto3_client
+        from apache_beam.options.pipeline_options import PipelineOptions
+
+        from pipelines.runner import worker_fs
+
+        worker_fs.cache_s3_clients()
+        client = boto3_client.Client(options=FileSystems._pipeline_options or PipelineOptions([])).client
+        bucket, _, key = self.path[len("s3://"):].partition("/")
+        return client, bucket, key
+
+    @staticmethod
+    def _s3_put(client, bucket, key, data, **condition) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, **condition)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey") or status in (409, 412):
+                return False
+            raise
+        return True
+
+    def _gcs_blob(self):
+        from apache_beam.io.gcp import gcsio
+
+        bucket, _, key = self.path[len("gs://"):].partition("/")
+        return gcsio.GcsIO(pipeline_options=FileSystems._pipeline_options).client.bucket(bucket).blob(key)
+
+    def _gcs_put(self, data: bytes, generation) -> bool:
+        from google.api_core import exceptions
+
+        try:
+            self._gcs_blob().upload_from_string(data, if_generation_match=generation)
+        except exceptions.PreconditionFailed:
+            return False
+        return True
 
 
 def _alive(lease: dict) -> bool:
@@ -58,35 +208,66 @@ def _alive(lease: dict) -> bool:
     return True
 
 
-def _write(path: str, lease: dict) -> None:
-    if "://" not in path:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        handle.write(json.dumps(lease, sort_keys=True).encode("utf-8"))
+def _held_message(output_dir: str, path: str, held: dict) -> str:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(held.get("started", 0)))
+    return (f"{output_dir}: another build is writing here (started {started} UTC by process {held.get('pid')} on "
+            f"{held.get('host')}); wait for it to finish, or remove {path} if it is dead")
+
+
+def _error(message: str) -> LeaseHeld:
+    return LeaseHeld(message)
+
+
+def held_by_live_build(output_dir: str) -> bool:
+    """Whether a live build holds `output_dir`'s lease (used to pick a free --versioned version)."""
+    got = _Store(_join(output_dir, LEASE_NAME)).get()
+    held = _parse(got[0]) if got else None
+    return held is not None and _alive(held)
 
 
 @contextlib.contextmanager
-def lease(output_dir: str, seconds: float = LEASE_SECONDS) -> Iterator[dict]:
-    """Hold the output's lease while the block runs; PublishError if another build holds it."""
-    from pipelines.publish.staging import PublishError
-
+def lease(output_dir: str, seconds: float = LEASE_SECONDS, staging: str | None = None) -> Iterator[dict]:
+    """Hold the output's lease while the block runs; `LeaseHeld` (a PublishError) if another
+    build holds it. `staging`: this build's staging prefix, recorded so that whoever takes over a
+    dead lease can remove it."""
     path = _join(output_dir, LEASE_NAME)
-    held = _read_lease(path)
-    if held is not None and _alive(held):
-        raise PublishError(
-            f"{output_dir}: another build is writing here (started {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(held.get('started', 0)))} UTC "
-            f"by process {held.get('pid')} on {held.get('host')}); wait for it to finish, or remove {path} if it is dead")
+    store = _Store(path)
     mine = {"token": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
-            "started": time.time(), "expires": time.time() + seconds}
-    _write(path, mine)
-    if (_read_lease(path) or {}).get("token") != mine["token"]:
-        raise PublishError(f"{output_dir}: another build took the lease at the same moment; not starting")
+            "started": time.time(), "expires": time.time() + seconds,
+            "staging": staging.rstrip("/").rsplit("/", 1)[-1] if staging else None}
+    data = json.dumps(mine, sort_keys=True).encode("utf-8")
+    dead_staging = None
+    if not store.create(data):
+        got = store.get()
+        held = _parse(got[0]) if got else None
+        if held is not None and _alive(held):
+            raise _error(_held_message(output_dir, path, held))
+        taken = store.replace(data, got[1]) if got else store.create(data)
+        if not taken:
+            raise _error(f"{output_dir}: another build took the lease at the same moment; not starting")
+        dead_staging = (held or {}).get("staging")
+    got = store.get()  # read back: on a store without preconditions the later writer wins
+    if got is None or (_parse(got[0]) or {}).get("token") != mine["token"]:
+        raise _error(f"{output_dir}: another build took the lease at the same moment; not starting")
+    if isinstance(dead_staging, str) and dead_staging.startswith(".staging-") and "/" not in dead_staging \
+            and dead_staging != mine["staging"]:
+        _remove_prefix(_join(output_dir, dead_staging))  # the dead build's staged files
     try:
         yield mine
     finally:
-        if (_read_lease(path) or {}).get("token") == mine["token"]:
-            with contextlib.suppress(Exception):
-                FileSystems.delete([path])
+        got = store.get()
+        if got and (_parse(got[0]) or {}).get("token") == mine["token"]:
+            store.delete()
+
+
+def _remove_prefix(prefix: str) -> None:
+    with contextlib.suppress(Exception):
+        if "://" in prefix:
+            found = [m.path for m in FileSystems.match([_join(prefix, "**")])[0].metadata_list]
+            if found:
+                FileSystems.delete(found)
+        elif os.path.isdir(prefix):
+            FileSystems.delete([prefix])
 
 
 def remove_unlisted(output_dir: str, listed: Iterable[str], listing) -> list[str]:

@@ -20,6 +20,10 @@ class PublishError(FlanmixError):
     """The output exists and may not be replaced, or staged files do not match what was written."""
 
 
+class LeaseHeld(PublishError):
+    """Another build holds the output's lease, or took it at the same moment (publish.lease)."""
+
+
 def _join(base: str, *parts: str) -> str:
     return FileSystems.join(base.rstrip("/") or "/", *parts)
 
@@ -70,11 +74,18 @@ def complete_versions(base: str) -> list[int]:
 
 
 def resolve_output(output: str, mixture: str, versioned: bool = False) -> str:
-    """OUTPUT, or OUTPUT/MIXTURE/vN for a versioned build (see the module docstring)."""
+    """OUTPUT, or OUTPUT/MIXTURE/vN for a versioned build: N one more than the newest complete
+    version, skipping versions a running build holds (its lease is live), so concurrent versioned
+    builds of one root publish side by side."""
     if not versioned:
         return output
+    from pipelines.publish.lease import held_by_live_build
+
     base = _join(output, mixture)
-    return _join(base, f"v{max(complete_versions(base), default=0) + 1}")
+    n = max(complete_versions(base), default=0) + 1
+    while held_by_live_build(_join(base, f"v{n}")):
+        n += 1
+    return _join(base, f"v{n}")
 
 
 def check_destination(output_dir: str, overwrite: bool) -> None:

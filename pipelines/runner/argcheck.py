@@ -28,7 +28,7 @@ MIN_TARGETS_LENGTH = 4
 
 _MINIMUMS = {
     "num_shards": 1, "inputs_length": MIN_INPUTS_LENGTH, "targets_length": MIN_TARGETS_LENGTH, "seed": 0,
-    "decoder_length": 2, "pack_buffer": 1, "target_examples": 1, "target_tokens": 1, "progress": 0,
+    "decoder_length": 2, "pack_buffer": 1, "target_examples": 1, "target_tokens": 1, "progress": 0, "worker_start_timeout": 0,
 }
 
 

@@ -130,3 +130,50 @@ def set_filesystem_options(beam_args: list[str]) -> None:
 
     FileSystems.set_options(PipelineOptions(list(beam_args)))
 
+
+
+DRY_RUN_TEMP = "gs://flanmix-dry-run/tmp"
+
+
+def validation_errors(beam_args: list[str]) -> list[str]:
+    """What Beam's own option validation says about these arguments for their runner: the errors
+    `beam.Pipeline(options=...)` raises as "Pipeline has validations errors" (a malformed
+    --project, a local --temp_location for Dataflow, ...), each as one line. Local runners: none
+    checked here (they have nothing to launch). Without a gs:// --temp_location or
+    --staging_location Dataflow would create a default bucket, which needs the network and the
+    project's credentials: offline that cannot be judged, so a placeholder stands in for it."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+    from apache_beam.runners.runner import create_runner
+
+    args = resolved_args(list(beam_args))
+    if is_local(args):
+        return []
+    if runner_name(args) == "DataflowRunner" and not any(
+            str(_flag(args, name) or "").startswith("gs://") for name in ("temp_location", "staging_location")):
+        args.append(f"--temp_location={DRY_RUN_TEMP}")  # the launch would try a default bucket (online)
+    # --dry_run only skips the one online step of validation (a bucket's soft-delete policy)
+    options = PipelineOptions([*args, "--dry_run=True"])
+    try:
+        runner = create_runner(options.view_as(StandardOptions).runner)
+        errors = PipelineOptionsValidator(options, runner).validate()
+    except Exception as exc:  # noqa: BLE001 - an unknown runner name, a value Beam cannot parse
+        return [" ".join(str(exc).split())]
+    return [" ".join(str(e).split()) for e in errors]
+
+
+def launch_problems(plan: BuildPlan, output_dir: str, beam_args: list[str]) -> list[str]:
+    """Why launching this build on its (non-local) runner would be refused before any work runs:
+    Beam's option validation, and for Dataflow the local paths its workers cannot read. The same
+    list decides `flanmix build` and `flanmix build --dataflow-check`."""
+    problems = validation_errors(beam_args)
+    if runner_name(beam_args) == "DataflowRunner":
+        problems += remote_problems(plan, output_dir, beam_args)
+    return problems
+
+
+def check_launch(plan: BuildPlan, output_dir: str, beam_args: list[str]) -> None:
+    """FlanmixError with one line naming every `launch_problems` entry, if there are any."""
+    problems = launch_problems(plan, output_dir, beam_args)
+    if problems:
+        raise FlanmixError(f"{runner_name(beam_args)} cannot run this build: " + "; ".join(problems))

@@ -27,10 +27,11 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from pipelines.runner import beam_options, graph
 from pipelines.errors import FlanmixError
 
+# Filled in only where a real launch would find a default itself (gcloud's region; a default bucket,
+# which needs the network). A missing --project fails the check, as it fails the launch.
 PLACEHOLDERS = {
-    "project": "flanmix-dry-run",
     "region": "us-central1",
-    "temp_location": "gs://flanmix-dry-run/tmp",
+    "temp_location": beam_options.DRY_RUN_TEMP,
 }
 
 
@@ -53,7 +54,13 @@ class DataflowCheck:
         return "\n".join(lines)
 
 
-def dry_run_args(beam_args: list[str]) -> list[str]:
+def launch_args(beam_args: list[str]) -> list[str]:
+    """The user's Beam arguments with DataflowRunner as the runner: what `flanmix build --runner
+    DataflowRunner ...` would launch with."""
+    return dry_run_args(beam_args, placeholders=False)[:-1]
+
+
+def dry_run_args(beam_args: list[str], placeholders: bool = True) -> list[str]:
     """The user's Beam arguments for DataflowRunner with --dry_run=True; placeholders for the project,
     region and temp location the user did not give."""
     args, skip = [], False
@@ -65,7 +72,7 @@ def dry_run_args(beam_args: list[str]) -> list[str]:
         elif not a.startswith("--runner="):
             args.append(a)
     args = ["--runner=DataflowRunner", *args, "--dry_run=True"]
-    for name, value in PLACEHOLDERS.items():
+    for name, value in PLACEHOLDERS.items() if placeholders else ():
         if not beam_options._has(args, name):
             args.append(f"--{name}={value}")
     return args
@@ -104,7 +111,12 @@ def _unpickle_all(proto: beam_runner_api_pb2.Pipeline) -> int:
 
 
 def check_job(plan, model_proto: bytes, output_dir: str, beam_args: list[str]) -> DataflowCheck:
-    """Build the job for Dataflow without submitting it and check it (see the module docstring)."""
+    """Build the job for Dataflow without submitting it and check it (see the module docstring).
+
+    First the checks a real launch makes (`beam_options.check_launch`: Beam's option validation,
+    local paths a worker cannot read): the check fails exactly where the launch would, with its
+    message."""
+    beam_options.check_launch(plan, output_dir, launch_args(beam_args))
     args = dry_run_args(beam_args)
     options = beam_options.pipeline_options(args)
     pipeline = beam.Pipeline(options=options)
@@ -123,5 +135,5 @@ def check_job(plan, model_proto: bytes, output_dir: str, beam_args: list[str]) -
         pickled_fns=_unpickle_all(proto),
         transforms=len(proto.components.transforms),
         options=shown,
-        warnings=tuple(beam_options.remote_problems(plan, output_dir, args)),
+        warnings=(),
     )

@@ -24,7 +24,7 @@ from pipelines.publish.commit import Publish
 from pipelines.publish.staging import check_destination, staging_dir
 from pipelines.records import DEAD_LETTER, STATS
 from pipelines.publish import lease as publish_lease
-from pipelines.runner import startup_heap
+from pipelines.runner import portable, startup_heap, worker_fs
 from pipelines.runner.beam_options import LOCAL_RUNNER, is_local, pipeline_options
 from pipelines.stages.dead_letters import WriteDeadLetters
 from pipelines.stages.exemplars import GroupExemplars
@@ -82,7 +82,7 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         | "CollectDeadLetters" >> beam.Flatten()
         | "WriteDeadLetters" >> WriteDeadLetters(plan.seed, plan.dead_letter_shards, staging)  # by the workers holding them
     )
-    return (
+    published = (
         (read[STATS], *(stage[STATS] for stage in stages), shard_reports, dead_letters)
         | "CollectReports" >> beam.Flatten()
         # Every source reports what it read, so there is always an input: no default to inject.
@@ -90,6 +90,8 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         | "FinishCorpus" >> beam.Map(finish_corpus, OutputSlice.of(plan), staging)
         | "Publish" >> Publish(ManifestSlice.of(plan), output_dir, staging, overwrite, table, verify_in_parallel=parallel)
     )
+    worker_fs.attach(pipeline, pipeline.options)  # every worker gets the filesystem options (runner.worker_fs)
+    return published
 
 
 
@@ -102,19 +104,25 @@ def commits_in_process(options) -> bool:
 
 
 def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: list[str] | None = None, num_threads: int = -1,
-              overwrite: bool = False, all_cores: bool = False, progress_every: float = 0.0):
+              overwrite: bool = False, all_cores: bool = False, progress_every: float = 0.0,
+              worker_start_timeout: float = portable.DEFAULT_WORKER_START_TIMEOUT):
     """Run the job to completion and publish; returns the PipelineResult (the manifest is in `output_dir`).
 
     Refuses an `output_dir` that already holds a corpus unless `overwrite`. `progress_every` > 0 prints
-    the job's counters that often (see `pipelines.runner.progress`)."""
+    the job's counters that often (see `pipelines.runner.progress`). On a portable runner whose workers
+    are separate (EXTERNAL, PROCESS, DOCKER), a probe job must finish within `worker_start_timeout`
+    seconds first (`runner.portable`), so workers that never start end the build with a message."""
     from apache_beam.io.filesystems import FileSystems
 
     from pipelines.runner import progress
 
     options = pipeline_options(beam_args or [], plan, all_cores)
     FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
+    worker_fs.cache_s3_clients()  # one S3 client per process, not one per call
     check_destination(output_dir, overwrite)
-    with publish_lease.lease(output_dir), startup_heap.frozen_during_build():  # one build per output
+    portable.probe_workers(options, worker_start_timeout)  # workers that never start: a message, not a hang
+    staging = staging_dir(output_dir, run_identity(plan))
+    with publish_lease.lease(output_dir, staging=staging), startup_heap.frozen_during_build():  # one build per output
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
         return progress.run_and_report(pipeline, progress_every)

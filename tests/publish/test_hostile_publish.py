@@ -44,7 +44,8 @@ def test_second_build_into_one_output_is_refused_while_the_first_holds_the_lease
     try:
         out.mkdir()
         (out / LEASE_NAME).write_text(json.dumps({"token": "other", "host": socket.gethostname(), "pid": holder.pid,
-                                                  "started": time.time(), "expires": time.time() + 3600}))
+                                                  "started": time.time(), "expires": time.time() + 3600,
+                                                  "staging": ".staging-0123456789ab"}))
         (out / ".staging-0123456789ab").mkdir()  # the running build's staged files
         assert main(argv) == 2
         err = capsys.readouterr().err
@@ -54,7 +55,8 @@ def test_second_build_into_one_output_is_refused_while_the_first_holds_the_lease
     finally:
         holder.kill()
         holder.wait()
-    # the holder died (kill -9): its lease is dead, the next build takes over and releases it
+    # the holder died (kill -9): its lease is dead, the next build takes over (removing the dead
+    # build's staging prefix, which the lease names) and releases it
     assert main(argv) == 0
     assert (out / "manifest.json").exists() and not (out / LEASE_NAME).exists()
     assert not (out / ".staging-0123456789ab").exists()

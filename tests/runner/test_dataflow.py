@@ -3,6 +3,7 @@ to a GCS emulator with --template_location (job JSON, setup.py sdist), and a pac
 sdist working without the checkout."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.runner import graph
@@ -19,6 +21,7 @@ from pipelines.runner import beam_options
 from pipelines.runner import dataflow
 from pipelines import resources
 from pipelines.cli import main
+from pipelines.errors import FlanmixError
 
 from buildkit import small_mixture, small_plan
 from emulators import gcs_server  # noqa: F401 - fixture
@@ -26,18 +29,55 @@ from emulators import gcs_server  # noqa: F401 - fixture
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_dataflow_check_builds_the_job_offline(tmp_path, capsys):
-    mixture = small_mixture(tmp_path)
-    code = main(["build", "--mixture", str(mixture), "--output", "gs://corpora/small", "--dataflow-check",
-                 "--project=my-project", "--region=europe-west4"])
-    assert code == 0
-    text = capsys.readouterr().out
+def _in_a_bucket(plan):
+    """The plan with every source's files in gs:// (what a Dataflow build's catalog must say)."""
+    return dataclasses.replace(plan, sources=tuple(
+        dataclasses.replace(s, args={**s.args, "path": f"gs://flanmix-data/{s.dataset}/" + str(s.args.get("path", "")).rsplit("/", 1)[-1]}) for s in plan.sources))
+
+
+def test_dataflow_check_builds_the_job_offline(tmp_path, catalog, families, vocab):
+    plan = _in_a_bucket(small_plan(tmp_path, catalog, families, vocab))
+    text = dataflow.check_job(plan, vocab.model_proto, "gs://corpora/small", ["--project=my-project",
+                                                                              "--region=europe-west4"]).format()
     assert "dataflow check: OK" in text and dataflow.expected_image() in text
     assert "--project=my-project" in text and f"--setup_file={ROOT / 'setup.py'}" in text
-    assert "WARNING: 3 dataset(s) read local files" in text  # the shipped samples are not in a bucket
+    assert "WARNING" not in text
     assert f"SDK container: gcr.io/cloud-dataflow/v1beta3/{dataflow.expected_image()}\n" in text
     pickled = int(text.split(" DoFn/CombineFn payloads")[0].rsplit(" ", 1)[1])
     assert pickled >= 20  # every stage's DoFns and the report CombineFn
+
+
+def test_dataflow_check_fails_where_the_launch_does_with_the_same_one_line_message(tmp_path, capsys):
+    mixture = small_mixture(tmp_path)  # the shipped samples: local files a Dataflow worker cannot read
+    argv = ["build", "--mixture", str(mixture), "--output", "gs://corpora/small", "--project=my-project",
+            "--region=us-central1"]
+    assert main([*argv, "--dataflow-check"]) == 2
+    check = capsys.readouterr().err
+    assert main([*argv, "--runner", "DataflowRunner"]) == 2  # the real launch refuses before anything runs
+    launch = capsys.readouterr().err
+    assert check == launch == (
+        "flanmix: error: DataflowRunner cannot run this build: 3 dataset(s) read local files (cot_creak, cot_gsm8k, "
+        "task1146_country_capital); copy the data to a bucket and point the catalog entries' loader.args.path there\n")
+
+
+@pytest.mark.parametrize("output, flags, expected", [
+    ("gs://corpora/small", ["--project=My Project", "--region=us-central1"],
+     "Invalid Project ID (My Project). Please make sure you specified the Project ID, not project description."),
+    ("gs://corpora/small", ["--project=123456", "--region=us-central1"], "Invalid Project ID (123456)."),
+    ("gs://corpora/small", ["--region=us-central1"], "Missing required option: project."),
+    ("gs://corpora/small", ["--project=my-project"], "Missing required option: region."),
+    ("gs://corpora/small", ["--project=my-project", "--region=us-central1", "--job_name=Bad_Name"], "Invalid job_name (Bad_Name)"),
+    ("/local/out", ["--project=my-project", "--region=us-central1"], "--output /local/out is a local path"),
+], ids=["project-with-space", "project-number", "no-project", "no-region", "bad-job-name", "local-output"])
+def test_dataflow_check_and_launch_refuse_the_same_options(tmp_path, catalog, families, vocab, output, flags, expected):
+    plan = _in_a_bucket(small_plan(tmp_path, catalog, families, vocab))
+    with pytest.raises(FlanmixError) as check:
+        dataflow.check_job(plan, vocab.model_proto, output, flags)
+    with pytest.raises(FlanmixError) as launch:  # what `flanmix build --runner DataflowRunner` runs first
+        beam_options.check_launch(plan, output, ["--runner", "DataflowRunner", *flags])
+    assert str(check.value) == str(launch.value)
+    assert str(check.value).startswith("DataflowRunner cannot run this build: ") and expected in str(check.value)
+    assert "\n" not in str(check.value)
 
 
 def test_template_staged_to_gcs_carries_the_job_and_the_sdist(gcs_server, tmp_path, catalog, families, vocab):
