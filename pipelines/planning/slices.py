@@ -58,6 +58,7 @@ def membership(catalog: Catalog | None) -> Catalog | None:
 class SurveySlice(Slice):
     seed: int
     pool_size: int
+    exemplar_groups: bool  # weights.side_input_pools: grouped tasks' pools stay off the side input
     datasets: Mapping[str, DatasetPlan]
     mixture_spec: Mixture | None
     catalog: Catalog | None  # of Membership: what resolves mixture members to datasets

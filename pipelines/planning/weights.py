@@ -4,6 +4,7 @@ a token target turned into an example target, and each task's rate and prompt se
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 from pipelines.definitions.mixtures import default_target, resolve_weights, sampling_rate
 from pipelines.definitions.templates import compile_template, render
@@ -82,4 +83,16 @@ def sampling_table(survey, plan, model_proto: bytes | None = None) -> SamplingTa
             w.task, w.collection, w.weight, count, sampling_rate(w.weight, count, target, plan.upsample),
             settings[w.task], w.path, w.cap,
         )
-    return SamplingTable(target, tasks, pools, plan.target_tokens, per_example)
+    return SamplingTable(target, tasks, side_input_pools(pools, tasks, plan.exemplar_groups), plan.target_tokens, per_example)
+
+
+def side_input_pools(pools: Mapping[str, tuple], tasks: Mapping[str, TaskSampling], exemplar_groups: bool) -> dict[str, tuple]:
+    """The pools the table carries to every worker: only those rendering reads. A task without a few-shot
+    setting never shows a pool row, and a grouped task (`planning.exemplars.wants_groups`) takes its
+    exemplars from its own group, so their rows (all fields, for flan2022 tens of MB unpickled in every
+    bundle) stay behind; the settings and the token estimate above have used them already."""
+    def rendering_reads(task: TaskSampling) -> bool:
+        few_shot = any(s.startswith("fs") and p > 0 for s, p in task.settings)
+        return few_shot and not (exemplar_groups and exemplars.wants_groups(task.settings, task.count))
+
+    return {name: pool for name, pool in pools.items() if name in tasks and rendering_reads(tasks[name])}
