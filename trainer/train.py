@@ -185,6 +185,11 @@ def setup(cfg: TrainConfig, init_model: ModelConfig | None = None, init=None) ->
 
     boxed = jax.eval_shape(boxed_init, jax.random.fold_in(root_key, PARAMS_KEY))
     param_shardings = sharding.param_shardings(boxed, mesh)
+    init_params = None
+    if init is not None:  # convert and shape-check the checkpoint before compiling anything (a refusal is instant)
+        from flax import linen as nn
+
+        init_params = checked_init_params(init, model_cfg, nn.unbox(boxed))
 
     def init_fn(key):
         from flax import linen as nn
@@ -201,8 +206,8 @@ def setup(cfg: TrainConfig, init_model: ModelConfig | None = None, init=None) ->
     eval_fn = jax.jit(functools.partial(eval_sums, model=model, layout=layout))
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state["params"]))
     init_state = lambda: compiled_init(root_key)  # noqa: E731
-    if init is not None:
-        init_state = pretrained_init(init, model_cfg, abstract_state, state_shardings, param_shardings, tx)
+    if init_params is not None:
+        init_state = pretrained_init(init_params, abstract_state, state_shardings, param_shardings, tx)
     return Setup(corpus, model_cfg, model, tx, mesh, root_key, init_state, abstract_state,
                  step_fn, eval_fn, num_params, estimate, grad_accum)
 
@@ -253,16 +258,19 @@ def compile_step(cfg: TrainConfig, model_cfg: ModelConfig, layout: str, tx, mesh
     raise memory_lib.MemoryError_(memory_lib.advice(result[4], dataclasses.replace(cfg, grad_accum=result[3]), result[2]))
 
 
-def pretrained_init(init, model_cfg: ModelConfig, abstract_state, state_shardings, param_shardings, tx) -> Callable:
-    """() -> step-0 state holding the checkpoint's parameters (shape-checked now, before anything runs)."""
+def checked_init_params(init, model_cfg: ModelConfig, abstract_params) -> dict:
+    """The --init checkpoint's parameters in the model's tree order, refusing the first that does not fit."""
     from trainer.convert_hf import flatten, unflatten
     from trainer.init_checkpoint import params_for
 
-    expected = {p: tuple(a.shape) for p, a in flatten(abstract_state["params"]).items()}
-    params = params_for(init, model_cfg, expected)
+    expected = {p: tuple(a.shape) for p, a in flatten(abstract_params).items()}
+    flat = flatten(params_for(init, model_cfg, expected))
     # The same tree structure (dict key order) as the abstract state, so shardings line up leaf for leaf.
-    flat = flatten(params)
-    params = unflatten({p: flat[p] for p in expected})
+    return unflatten({p: flat[p] for p in expected})
+
+
+def pretrained_init(params, abstract_state, state_shardings, param_shardings, tx) -> Callable:
+    """() -> step-0 state holding the checkpoint's (already checked) parameters."""
 
     def make_state(p):
         return {"step": jnp.zeros((), jnp.int32), "params": p, "opt_state": tx.init(p)}
