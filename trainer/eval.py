@@ -41,7 +41,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", default="", help="corpus directory whose held-out rows are scored (default: the run's)")
     source.add_argument("--jsonl", default="", help='JSON Lines file of {"inputs": str, "targets": str, "task": str '
-                                                    '(optional)} to score instead of corpus rows')
+                                                    '(optional)} to score instead of corpus rows (default: none)')
     parser.add_argument("--vocab", default="", help="SentencePiece model for --jsonl (default: the run's corpus "
                                                     "vocabulary; must have the run's sha256)")
     parser.add_argument("--out", required=True, help="JSON file to write")
@@ -201,7 +201,9 @@ def evaluate_jsonl(checkpoint: str, jsonl: str, vocab: str = "", max_examples: i
                           f"with {expected[:12]} (token ids would mean different pieces)")
     lengths = meta["sequence_length"]
     length = max_decode_length or int(lengths["targets"])
-    examples, cut = jsonl_examples(jsonl, vocab_path, int(lengths["inputs"]), length, max_examples)
+    # Targets are cut at the run's targets length, as the build cuts them, not at a shorter decode length
+    # (a prefix of a long answer is not a match; the same rule as corpus rows).
+    examples, cut = jsonl_examples(jsonl, vocab_path, int(lengths["inputs"]), int(lengths["targets"]), max_examples)
     result = score(params, cfg, examples, int(lengths["inputs"]), length, batch_size)
     return {"checkpoint": checkpoint, "step": step, "jsonl": jsonl, **result, "max_decode_length": length,
             "truncated": cut}

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import shutil
 
-from trainer_testing import INPUTS_LENGTH, TARGETS_LENGTH, build_test_corpus, copy_corpus, enable_compile_cache
+from trainer_testing import INPUTS_LENGTH, TARGETS_LENGTH, build_test_corpus, copy_corpus
 
 import jax
 import numpy as np
@@ -26,7 +26,6 @@ Z_LOSS = 1e-4
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
-    enable_compile_cache(tmp_path_factory.mktemp("jax_cache"))
     return build_test_corpus(tmp_path_factory.mktemp("trainer_corpus") / "corpus")
 
 
