@@ -1,6 +1,6 @@
 """`flanmix train` (registered by `pipelines.cli`) and `python -m trainer`: one flag per `TrainConfig` field.
 
-    flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/
+    flanmix train --corpus out/demo --model tiny --steps 20 --batch_size 2 --log_every 5 --out ckpt/    # CPU-sized
 
 Importing this module is cheap (no JAX); the trainer loads when the command runs.
 """

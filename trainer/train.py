@@ -5,18 +5,21 @@ State is a plain dict {"step", "params", "opt_state"} (immutable: each step retu
 Step s (0-based) trains on `TrainBatches.batch(s)` with dropout key fold_in(fold_in(key(seed), DROPOUT_KEY), s)
 and yields state["step"] == s + 1, so a run restored from step s continues bit for bit.
 
-A run on the demo corpus (2 CPU cores; 2048/512 rows):
+A run on the demo corpus (2048/512 rows), the README's CPU-sized command, on a 2-core machine shared
+with other jobs (9 min wall, 2.5 min of CPU time):
 
-    $ flanmix train --corpus out/demo --model tiny --steps 4 --batch_size 2 --log_every 2 --out ckpt/
+    $ flanmix train --corpus out/demo --model tiny --steps 20 --batch_size 2 --log_every 5 --out ckpt/
     flanmix train: config {"activation_dtype": "auto", "batch_size": 2, "checkpoint_every": 500, ...}
     flanmix train: model {"activation_dtype": "float32", "d_ff": 128, ...} (1,229,824 parameters)
-    flanmix train: corpus out/demo: layout encdec, 175 rows in 1 parquet shard(s), lengths inputs 2048/targets 512, ...
+    flanmix train: memory estimate 1.48 GiB (arguments 0.01, temporaries 1.47, outputs 0.00) of 16.45 GiB available RAM (cpu) ...
+    flanmix train: corpus out/demo: layout encdec, 249 rows in 1 parquet shard(s), lengths inputs 2048/targets 512, ...
     flanmix train: mesh {'data': 1, 'model': 1} over 1 cpu device(s), 1 host(s)
-    step 1/4 | loss 9.6184 (ce 9.6093) | compile + first step 20.6 s
-    step 2/4 | loss 9.4863 (ce 9.4772) | 627 real tok/s (926 slot tok/s) | mfu n/a | 5.529 s/step
-    step 4/4 | loss 9.5247 (ce 9.5156) | 855 real tok/s (1,166 slot tok/s) | mfu n/a | 4.390 s/step
-    eval step 4: loss 9.3653 over 4,588 held-out target tokens
-    flanmix train: done, step 4; checkpoints in .../ckpt/checkpoints
+    step 1/20 | loss 9.5235 (ce 9.5144) | compile + first step 22.3 s
+    step  5/20 | loss 9.4924 (ce 9.4833) | 185 real tok/s (191 slot tok/s) | mfu n/a | 26.829 s/step
+    ...
+    step 20/20 | loss 9.3471 (ce 9.3380) | 243 real tok/s (256 slot tok/s) | mfu n/a | 20.005 s/step
+    eval step 20: loss 9.1821 over 5,735 held-out target tokens
+    flanmix train: done, step 20; checkpoints in .../ckpt/checkpoints
 """
 from __future__ import annotations
 
@@ -185,6 +188,11 @@ def setup(cfg: TrainConfig, init_model: ModelConfig | None = None, init=None) ->
 
     boxed = jax.eval_shape(boxed_init, jax.random.fold_in(root_key, PARAMS_KEY))
     param_shardings = sharding.param_shardings(boxed, mesh)
+    init_params = None
+    if init is not None:  # convert and shape-check the checkpoint before compiling anything (a refusal is instant)
+        from flax import linen as nn
+
+        init_params = checked_init_params(init, model_cfg, nn.unbox(boxed))
 
     def init_fn(key):
         from flax import linen as nn
@@ -201,8 +209,8 @@ def setup(cfg: TrainConfig, init_model: ModelConfig | None = None, init=None) ->
     eval_fn = jax.jit(functools.partial(eval_sums, model=model, layout=layout))
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract_state["params"]))
     init_state = lambda: compiled_init(root_key)  # noqa: E731
-    if init is not None:
-        init_state = pretrained_init(init, model_cfg, abstract_state, state_shardings, param_shardings, tx)
+    if init_params is not None:
+        init_state = pretrained_init(init_params, abstract_state, state_shardings, param_shardings, tx)
     return Setup(corpus, model_cfg, model, tx, mesh, root_key, init_state, abstract_state,
                  step_fn, eval_fn, num_params, estimate, grad_accum)
 
@@ -253,16 +261,19 @@ def compile_step(cfg: TrainConfig, model_cfg: ModelConfig, layout: str, tx, mesh
     raise memory_lib.MemoryError_(memory_lib.advice(result[4], dataclasses.replace(cfg, grad_accum=result[3]), result[2]))
 
 
-def pretrained_init(init, model_cfg: ModelConfig, abstract_state, state_shardings, param_shardings, tx) -> Callable:
-    """() -> step-0 state holding the checkpoint's parameters (shape-checked now, before anything runs)."""
+def checked_init_params(init, model_cfg: ModelConfig, abstract_params) -> dict:
+    """The --init checkpoint's parameters in the model's tree order, refusing the first that does not fit."""
     from trainer.convert_hf import flatten, unflatten
     from trainer.init_checkpoint import params_for
 
-    expected = {p: tuple(a.shape) for p, a in flatten(abstract_state["params"]).items()}
-    params = params_for(init, model_cfg, expected)
+    expected = {p: tuple(a.shape) for p, a in flatten(abstract_params).items()}
+    flat = flatten(params_for(init, model_cfg, expected))
     # The same tree structure (dict key order) as the abstract state, so shardings line up leaf for leaf.
-    flat = flatten(params)
-    params = unflatten({p: flat[p] for p in expected})
+    return unflatten({p: flat[p] for p in expected})
+
+
+def pretrained_init(params, abstract_state, state_shardings, param_shardings, tx) -> Callable:
+    """() -> step-0 state holding the checkpoint's (already checked) parameters."""
 
     def make_state(p):
         return {"step": jnp.zeros((), jnp.int32), "params": p, "opt_state": tx.init(p)}

@@ -14,9 +14,9 @@
     flanmix sources snapshot --mixture NAME --to DIR|gs://...|s3://... [--strict] [Beam options]
     flanmix sources verify DIR | diff A B                 pinned source snapshots (build --sources DIR)
     flanmix inspect DIR [--row N | --dataset NAME] [-n K] [--from parquet|tfrecord] [--json]
-    flanmix train --corpus out/demo --model tiny --steps 50 --out ckpt/ [--init PATH] [--remat P] [--grad_accum N]
+    flanmix train --corpus out/demo --model tiny --steps 20 --batch_size 2 --out ckpt/ [--init PATH] [--remat P]
     flanmix export --checkpoint ckpt/ --to hf DIR       a Hugging Face T5 directory (or a decoder-only export)
-    flanmix eval --checkpoint ckpt/ --corpus out/demo   greedy decoding, exact match per task, JSON out
+    flanmix eval --checkpoint ckpt/ --out F [--jsonl F]  greedy decoding, exact match per task, JSON out
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import shutil
 
-from trainer_testing import INPUTS_LENGTH, TARGETS_LENGTH, build_test_corpus, copy_corpus, enable_compile_cache
+from trainer_testing import INPUTS_LENGTH, TARGETS_LENGTH, build_test_corpus, copy_corpus
 
 import jax
 import numpy as np
@@ -26,7 +26,6 @@ Z_LOSS = 1e-4
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
-    enable_compile_cache(tmp_path_factory.mktemp("jax_cache"))
     return build_test_corpus(tmp_path_factory.mktemp("trainer_corpus") / "corpus")
 
 
@@ -131,10 +130,18 @@ def test_packed_row_loss_equals_token_weighted_loss_of_its_examples_one_by_one(r
 
 # --- training and resuming -----------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def trained(corpus_dir, tmp_path_factory):
+    """One 20-step tiny run, shared by the resume test and the `flanmix eval --jsonl` tests (do not modify it)."""
+    cfg = tiny_config(corpus_dir, tmp_path_factory.mktemp("trained") / "a")
+    return cfg, run(cfg, log=lambda line: None)
+
+
 @pytest.mark.slow  # trains a model: a third of the suite's time (-m 'not slow' skips it)
-def test_loss_decreases_and_resume_through_the_cli_is_exact(corpus_dir, tmp_path, capsys):
-    cfg = tiny_config(corpus_dir, tmp_path / "a")
-    result = run(cfg, log=lambda line: None)
+def test_loss_decreases_and_resume_through_the_cli_is_exact(corpus_dir, trained, tmp_path, capsys):
+    cfg, result = trained
+    shutil.copytree(cfg.out, tmp_path / "a")
+    cfg = dataclasses.replace(cfg, out=str(tmp_path / "a"))
     losses = [h["loss"] for h in result.history]
     assert [h["step"] for h in result.history] == list(range(1, 21))
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.3, losses
@@ -190,3 +197,93 @@ def test_mismatched_corpus_layout_vocab_and_lengths_are_refused_clearly(corpus_d
     err = capsys.readouterr().err
     assert "uses a vocabulary of 8000 pieces" in err and "the model has vocab_size 4096" in err
     assert not (tmp_path / "ckpt").exists()
+
+
+# --- flanmix eval --jsonl --------------------------------------------------------------------------
+
+def _vocab_path(corpus_dir) -> str:
+    corpus = data_lib.open_corpus(str(corpus_dir))
+    return corpus.vocab_path
+
+
+@pytest.mark.slow
+def test_eval_jsonl_tokenizes_like_the_build_and_scores_per_task_through_the_cli(corpus_dir, trained, tmp_path, capsys):
+    import sentencepiece as spm
+
+    from trainer.eval import held_out_examples, jsonl_examples
+
+    cfg, _ = trained
+    sp = spm.SentencePieceProcessor(model_file=_vocab_path(corpus_dir))
+    corpus = data_lib.open_corpus(str(corpus_dir))
+    held = [e for e in held_out_examples(corpus, 10) if len(e[0]) < INPUTS_LENGTH and len(e[1]) < TARGETS_LENGTH][:5]
+    assert len(held) == 5 and len({task for _, _, task in held}) >= 2
+    lines = []
+    for k, (inputs, targets, task) in enumerate(held):
+        line = {"inputs": sp.decode(inputs[:-1].tolist()), "targets": sp.decode(targets[:-1].tolist()), "id": k}
+        line["task" if k % 2 else "dataset"] = task  # a --format jsonl export names the task "dataset"
+        lines.append(line)
+    lines.append({"inputs": "word " * 400, "targets": "x " * 100})  # both sides overlong; no task: "unknown"
+    path = tmp_path / "examples.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n", encoding="utf-8")  # a blank line is skipped
+
+    # The text goes back to the build's token ids: EOS appended, overlong sides cut to the run's lengths.
+    examples, cut = jsonl_examples(str(path), _vocab_path(corpus_dir), INPUTS_LENGTH, TARGETS_LENGTH)
+    for (inputs, targets, task), (ids_in, ids_tg, task_in) in zip(held, examples):
+        assert ids_in.tolist() == inputs.tolist() and ids_tg.tolist() == targets.tolist() and task_in == task
+    assert cut == {"inputs": 1, "targets": 1} and examples[-1][2] == "unknown"
+    assert len(examples[-1][0]) == INPUTS_LENGTH and examples[-1][0][-1] == 1 and len(examples[-1][1]) == TARGETS_LENGTH
+
+    out = tmp_path / "eval.json"
+    assert flanmix_cli.main(["eval", "--checkpoint", cfg.out, "--jsonl", str(path), "--out", str(out),
+                             "--batch_size", "4"]) == 0
+    result = json.loads(out.read_text())
+    tasks = {}
+    for _, _, task in held:
+        tasks[task] = tasks.get(task, 0) + 1
+    assert {t: v["examples"] for t, v in result["per_task"].items()} == {**tasks, "unknown": 1}
+    assert result["examples"] == 6 and result["step"] == 20 and result["jsonl"] == str(path)
+    assert result["truncated"] == {"inputs": 1, "targets": 1} and result["max_decode_length"] == TARGETS_LENGTH
+    assert 0.0 <= result["exact_match"] <= 1.0
+    assert f"examples of {path}" in capsys.readouterr().out
+
+
+def test_exact_match_compares_greedy_output_with_targets_up_to_eos(corpus_dir, trained):
+    """`score` (shared by corpus and JSONL eval): the model's own greedy output as target is a hit, one
+    changed token a miss, per task."""
+    import jax.numpy as jnp
+
+    from trainer.decode import greedy_decode
+    from trainer.eval import held_out_examples, load_run, score
+
+    cfg, _ = trained
+    params, _, _, model_cfg = load_run(cfg.out)
+    corpus = data_lib.open_corpus(str(corpus_dir))
+    inputs = held_out_examples(corpus, 10, limit=1)[0][0]
+    tokens = np.zeros((1, INPUTS_LENGTH), np.int32)
+    tokens[0, :len(inputs)] = inputs
+    predicted = np.asarray(greedy_decode(params, model_cfg, jnp.asarray(tokens), jnp.asarray((tokens > 0).astype(np.int32)),
+                                         8)[0])[0].tolist()
+    own = np.asarray(predicted[:predicted.index(1) + 1] if 1 in predicted else predicted, np.int32)
+    other = own.copy()
+    other[0] = other[0] + 1
+    result = score(params, model_cfg, [(inputs, own, "a"), (inputs, other, "a"), (inputs, own, "b")], INPUTS_LENGTH, 8, 2)
+    assert result["examples"] == 3 and result["exact_match"] == pytest.approx(2 / 3)
+    assert result["per_task"] == {"a": {"examples": 2, "exact_match": 0.5}, "b": {"examples": 1, "exact_match": 1.0}}
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"inputs": "a", "targets": "b"', "not JSON"),
+    ('["a", "b"]', "expected a JSON object"),
+    ('{"inputs": "a"}', 'no "targets" field (fields: inputs)'),
+    ('{"inputs": 3, "targets": "b"}', '"inputs" must be a string, got int'),
+    ('{"inputs": "a", "targets": "b", "task": 7}', '"task" must be a non-empty string'),
+])
+def test_eval_jsonl_bad_line_is_one_line_error_with_file_and_line(corpus_dir, tmp_path, line, message):
+    from trainer.errors import ConfigError
+    from trainer.eval import jsonl_examples
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"inputs": "fine", "targets": "ok"}\n\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        jsonl_examples(str(path), _vocab_path(corpus_dir), INPUTS_LENGTH, TARGETS_LENGTH)
+    assert str(info.value).startswith(f"{path}:3: ") and message in str(info.value) and "\n" not in str(info.value)
