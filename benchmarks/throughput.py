@@ -547,13 +547,13 @@ def main() -> None:
                                                      "out": str(work / f"build{run}")}), *beam_args))
             reuse = builds[-1].get("reuse")
             print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}"
-                  + (f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse else ""))
+                  + (f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse and reuse["max"] else ""))
             if args.baseline:  # positional catalog/mixture/out: what older checkouts' --_build takes too
                 baselines.append(child("build", str(catalog_dir), str(mixture), str(work / f"baseline{run}"), *beam_args,
                                        checkout=args.baseline.resolve()))
                 reuse = baselines[-1].get("reuse")
                 print(line("base", baselines[-1]) + f"  rows {baselines[-1]['rows']}"
-                      + (f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse else ""))
+                      + (f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse and reuse["max"] else ""))
             if args.seqio:
                 seqios.append(child("seqio", str(args.cot_dir), str(work / f"seqio{run}")))
                 print(line("seqio", seqios[-1]))
