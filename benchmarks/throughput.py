@@ -258,10 +258,8 @@ def run_build(spec: dict, beam_args: list[str]) -> dict:
     anon = sampler.stop()
     m = read_manifest(spec["out"])
     tokens = sum(d["inputs_tokens"] + d["targets_tokens"] for d in m["datasets"].values())
-    reuse = ((m.get("mixing") or {}).get("few_shot") or {}).get("exemplar_reuse")  # since issue 14
     return {"examples": m["num_examples"], "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss,
-            "anon_mib": anon, "startup": imports, "rows": m["num_rows"],
-            "reuse": reuse and {k: reuse[k] for k in ("max", "mean", "rows")}}
+            "anon_mib": anon, "startup": imports, "rows": m["num_rows"]}
 
 
 def run_hf(spec: dict) -> dict:
@@ -427,6 +425,14 @@ def child(kind: str, *args: str, checkout: Path = ROOT) -> dict:
     return result
 
 
+def reuse_note(out: Path) -> str:
+    """Exemplar reuse (max / mean) from a build's manifest, read here so that a --baseline checkout's
+    build reports it too whatever its own benchmark script returns; empty for a zero-shot build."""
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    reuse = ((m.get("mixing") or {}).get("few_shot") or {}).get("exemplar_reuse") or {}  # since issue 14
+    return f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse.get("max") else ""
+
+
 def line(kind: str, r: dict) -> str:
     anon = f"  anon {r['anon_mib']:5.0f} MiB" if "anon_mib" in r else ""
     return (f"{kind:15} examples/s {r['examples'] / r['wall']:7.0f}  tokens/s {r['tokens'] / r['wall']:9.0f}  "
@@ -545,15 +551,11 @@ def main() -> None:
             print(line("floor", floors[-1]))
             builds.append(child("build", json.dumps({"catalog": str(catalog_dir), "mixture": str(mixture),
                                                      "out": str(work / f"build{run}")}), *beam_args))
-            reuse = builds[-1].get("reuse")
-            print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}"
-                  + (f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse and reuse["max"] else ""))
+            print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}" + reuse_note(work / f"build{run}"))
             if args.baseline:  # positional catalog/mixture/out: what older checkouts' --_build takes too
                 baselines.append(child("build", str(catalog_dir), str(mixture), str(work / f"baseline{run}"), *beam_args,
                                        checkout=args.baseline.resolve()))
-                reuse = baselines[-1].get("reuse")
-                print(line("base", baselines[-1]) + f"  rows {baselines[-1]['rows']}"
-                      + (f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse and reuse["max"] else ""))
+                print(line("base", baselines[-1]) + f"  rows {baselines[-1]['rows']}" + reuse_note(work / f"baseline{run}"))
             if args.seqio:
                 seqios.append(child("seqio", str(args.cot_dir), str(work / f"seqio{run}")))
                 print(line("seqio", seqios[-1]))
