@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/scale.py -- --direct_num_workers=1 --direct_running_mode=in_memory
     .venv/bin/python benchmarks/scale.py --speed --sizes 100000 --runs 3 -- --formats parquet --layout decoder
                      # speed rows: 1 in-process worker vs 2 worker processes, paired, with peak anon memory
+    .venv/bin/python benchmarks/scale.py --skew                # the skewed mixture vs the balanced one
 
 Each size gets a synthetic Flan-like corpus (generated once, cached under --workdir): four CoT-style
 datasets in the `cot_tsv` format (question, answer, rationale), words drawn from the CoT samples that
@@ -19,6 +20,18 @@ the build kept busy.
 Baseline to compare against: the previous run of this script on the same machine (numbers in the
 README, "Running at scale"). Linear scaling means examples/s stays roughly constant across sizes;
 streaming means peak RSS does not grow with the corpus.
+
+`--skew` builds two mixtures of the same output size (300k examples by default) and compares their
+peak RSS per worker process (the target: skewed within 1.5x of balanced):
+
+- skewed: a 10^6-row task (`hf_datasets`, a `save_to_disk` folder written by `datasets`, so the
+  Arrow read units are exercised) downsampled to 0.1 copies a row, and a 10^4-row `cot_tsv` task
+  upsampled to 20 copies a row (fixed rates 1:2, target 300k examples);
+- balanced: the same two formats with 150k rows each, every row once.
+
+Per worker is the largest RSS any one process of the build reached (the launcher is reported apart);
+the output shards are sized by the expected output (`planning/shard_count.py`), which is what keeps
+the upsampled task's shards from growing 20x.
 """
 from __future__ import annotations
 
@@ -114,6 +127,95 @@ def generate(n: int, workdir: Path) -> Path:
     return base
 
 
+HF_ENTRY = """\
+schema_version: 1
+name: {name}
+description: Synthetic Flan-like CoT data (a save_to_disk folder) for benchmarks/scale.py --skew.
+collections: [cot]
+task_categories: [Synthetic]
+languages: [English]
+default_cap: 100000000
+loader: {{type: hf_datasets, args: {{path: {path}}}}}
+splits: {{train: train}}
+fields: {{question: string, answer: string, rationale: string}}
+templates: [cot_qa]
+"""
+
+SKEW_MIXTURE = """\
+schema_version: 1
+name: {name}
+description: benchmarks/scale.py --skew, {description}
+seed: 0
+split: train
+default_cap: 100000000
+target: {{examples: {target}}}
+members:
+  - {{dataset: big_hf, rate: {big_rate}}}
+  - {{dataset: small_tsv, rate: {small_rate}}}
+"""
+
+
+def _columns(rng: np.random.Generator, words: np.ndarray, count: int) -> tuple[list, list, list]:
+    return _texts(rng, words, count, 80, 0.9, 4000), _texts(rng, words, count, 2, 0.6, 20), _texts(rng, words, count, 30, 0.8, 1000)
+
+
+def generate_skew(name: str, big_rows: int, small_rows: int, target: int, rates: tuple[float, float], workdir: Path) -> Path:
+    """A two-task project: `big_hf` (save_to_disk folder) and `small_tsv` (cot_tsv)."""
+    import datasets
+
+    base = workdir / f"{name}-{big_rows}-{small_rows}-{target}"
+    if (base / ".complete").exists():
+        return base
+    rng = np.random.default_rng(big_rows + small_rows)
+    words = word_list()
+    for sub in ("catalog", "data"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    q, a, r = _columns(rng, words, big_rows)
+    ds = datasets.Dataset.from_dict({"question": q, "answer": a, "rationale": r})
+    ds.save_to_disk(str(base / "data" / "big_hf"), num_shards=max(1, big_rows // 100_000))
+    del q, a, r, ds
+    q, a, r = _columns(rng, words, small_rows)
+    with open(base / "data" / "small_tsv.tsv", "w", encoding="utf-8") as handle:
+        handle.writelines(f"{x}\t{y}\t{z}\n" for x, y, z in zip(q, a, r))
+    (base / "catalog" / "big_hf.yaml").write_text(HF_ENTRY.format(name="big_hf", path=base / "data" / "big_hf"), encoding="utf-8")
+    (base / "catalog" / "small_tsv.yaml").write_text(
+        ENTRY.format(name="small_tsv", path=base / "data" / "small_tsv.tsv"), encoding="utf-8")
+    big_rate = rates[0]
+    small_rate = rates[1]
+    description = (f"{big_rows} hf rows x {big_rate * target / big_rows / sum(rates):.2f}, "
+                   f"{small_rows} tsv rows x {small_rate * target / small_rows / sum(rates):.2f}")
+    (base / "mixture.yaml").write_text(SKEW_MIXTURE.format(name=name, description=description, target=target,
+                                                           big_rate=big_rate, small_rate=small_rate), encoding="utf-8")
+    (base / ".complete").touch()
+    return base
+
+
+def run_skew(args, extra: list[str]) -> int:
+    """The skewed mixture against the balanced one, same output size; peak RSS per worker."""
+    target, big, small = args.skew_target, args.skew_big_rows, args.skew_small_rows
+    small_share = 20 * small / target  # 20 copies of each small row
+    make = {
+        "balanced": lambda: generate_skew("balanced", target // 2, target // 2, target, (1, 1), args.workdir),
+        "skewed": lambda: generate_skew("skewed", big, small, target, (1 - small_share, small_share), args.workdir),
+    }
+    cases = [(name, make[name]()) for name in args.skew_cases.split(",")]
+    print(f"flanmix scale benchmark --skew: {os.cpu_count()} cores, build flags {extra or '(defaults)'}")
+    print(f"{'case':9} {'source MB':>10} {'examples':>9} {'shards':>6} {'wall s':>8} {'CPU s':>8} {'examples/s':>11} "
+          f"{'launcher MB':>12} {'worker MB':>10} {'total MB':>9} {'anon MB':>8}  copies a row")
+    results = {}
+    for name, base in cases:
+        r = run_size(0, args.workdir, extra, base=base)
+        per = {d: v["examples"] / max(1, v["rows_read"]) for d, v in r["manifest"]["datasets"].items()}
+        results[name] = r
+        print(f"{name:9} {r['source_mb']:10.1f} {r['examples']:9d} {r['shards']:6d} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} "
+              f"{r['examples_per_s']:11.0f} {r['launcher_mb']:12.0f} {r['worker_mb']:10.0f} {r['peak_rss_mb']:9.0f} {r['peak_anon_mb']:8.0f}  "
+              + ", ".join(f"{d} {v:.2f}" for d, v in sorted(per.items())), flush=True)
+    if {"skewed", "balanced"} <= set(results):
+        ratio = results["skewed"]["worker_mb"] / max(1.0, results["balanced"]["worker_mb"])
+        print(f"peak RSS per worker, skewed / balanced: {ratio:.2f} (target <= 1.5)")
+    return 0
+
+
 def _rss_anon(pid: int) -> int:
     """RssAnon of a process (heap: what grows with data; not mapped files or shared libraries)."""
     try:
@@ -127,12 +229,14 @@ def _rss_anon(pid: int) -> int:
 
 
 class PeakRss(threading.Thread):
-    """Largest total RSS (and RssAnon, `peak_anon`) of a process tree, sampled every `interval` seconds."""
+    """Largest total RSS (and RssAnon, `peak_anon`) of a process tree, and each process's own peak RSS
+    (`per_process`), sampled every `interval` seconds."""
 
     def __init__(self, pid: int, interval: float = 0.2):
         super().__init__(daemon=True)
         self.root, self.interval, self.peak, self._done = psutil.Process(pid), interval, 0, threading.Event()
         self.peak_anon = 0
+        self.per_process: dict[int, int] = {}  # pid -> its own peak RSS (--skew: per worker)
 
     def run(self):
         while not self._done.is_set():
@@ -143,9 +247,11 @@ class PeakRss(threading.Thread):
             total = anon = 0
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
                 except psutil.NoSuchProcess:
-                    pass
+                    continue
+                total += rss
+                self.per_process[p.pid] = max(self.per_process.get(p.pid, 0), rss)
                 anon += _rss_anon(p.pid)
             self.peak = max(self.peak, total)
             self.peak_anon = max(self.peak_anon, anon)
@@ -156,13 +262,13 @@ class PeakRss(threading.Thread):
         self.join()
 
 
-def run_size(n: int, workdir: Path, extra: list[str]) -> dict:
-    base = generate(n, workdir)
+def run_size(n: int, workdir: Path, extra: list[str], base: Path | None = None) -> dict:
+    base = base or generate(n, workdir)
     out = base / "out"
-    source_bytes = sum(p.stat().st_size for p in (base / "data").glob("*.tsv"))
+    source_bytes = sum(p.stat().st_size for p in (base / "data").rglob("*") if p.is_file())
     cmd = [sys.executable, "-m", "pipelines.cli", "--catalog", str(base / "catalog"), "build",
            "--mixture", str(base / "mixture.yaml"), "--output", str(out), "--overwrite", "--progress", "0", *extra]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -180,7 +286,10 @@ def run_size(n: int, workdir: Path, extra: list[str]) -> dict:
     return {"n": n, "source_mb": source_bytes / 2**20, "wall_s": wall, "examples": examples,
             "examples_per_s": examples / wall, "peak_rss_mb": sampler.peak / 2**20, "cpu_s": cpu,
             "peak_anon_mb": sampler.peak_anon / 2**20,
-            "rows": manifest["num_rows"], "shards": manifest["num_shards"]}
+            "rows": manifest["num_rows"], "shards": manifest["num_shards"],
+            "launcher_mb": sampler.per_process.get(proc.pid, 0) / 2**20,
+            "worker_mb": max([v for k, v in sampler.per_process.items() if k != proc.pid] or [sampler.per_process.get(proc.pid, 0)]) / 2**20,
+            "processes": len(sampler.per_process), "manifest": manifest}
 
 
 ONE_PROCESS = ["--direct_running_mode=multi_threading", "--direct_num_workers=1"]
@@ -215,8 +324,15 @@ def main(argv=None) -> int:
     parser.add_argument("--speed", action="store_true",
                         help="speed rows: one in-process worker vs two worker processes per size, paired")
     parser.add_argument("--runs", type=int, default=1, help="--speed: rounds per size")
+    parser.add_argument("--skew", action="store_true", help="the skewed mixture vs the balanced one (see above)")
+    parser.add_argument("--skew-target", type=int, default=300_000, help="examples of each --skew build")
+    parser.add_argument("--skew-big-rows", type=int, default=1_000_000)
+    parser.add_argument("--skew-small-rows", type=int, default=10_000)
+    parser.add_argument("--skew-cases", default="balanced,skewed", help="which --skew builds, comma-separated")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
+    if args.skew:
+        return run_skew(args, extra)
     print(f"flanmix scale benchmark: {os.cpu_count()} cores, build flags {extra or '(defaults)'}")
     if args.speed:
         speed_rows(args.sizes, args.workdir, extra, args.runs)

@@ -1,6 +1,7 @@
 """Throughput of `flanmix build` against a single-process floor, on the Flan chain-of-thought data.
 
-    python benchmarks/throughput.py [--cot_dir DIR] [--runs 3] [--workers N]
+    python benchmarks/throughput.py [--cot_dir DIR] [--runs 3] [--few_shot] [--baseline CHECKOUT] [--seqio] [Beam flags]
+    python benchmarks/throughput.py --hf [--runs 3] [--repeat K] [--floor] [Beam flags]
 
 DIR holds the 7 Flan CoT training TSVs (33,443 examples; default: ../shared/data/flan/cot beside the
 checkout). Each run measures, in fresh processes:
@@ -15,6 +16,14 @@ checkout). Each run measures, in fresh processes:
    --direct_num_workers=2`.
 
 Both sides freeze the heap they start with (gc.freeze, see pipelines/startup_heap.py).
+
+`--few_shot` builds half zero-shot, half few-shot (1-5 exemplars; from each task's whole split since
+issue 14, `pipelines/planning/exemplars.py`) and prints the manifest's exemplar reuse (max / mean).
+`--baseline CHECKOUT` also runs the same build with another flanmix checkout's code (e.g. the main
+branch: `--baseline /path/to/main`), interleaved with this one's in every run, and prints
+`ratio build/baseline` (median wall and CPU): the cost of a change measured in the same run. Every
+child process gets its checkout's code first on PYTHONPATH, whatever the environment has installed.
+Both flags apply to the default mode (floor / build / seqio), not to `--hf`.
 
 With `--seqio`, each run also measures the reference path users know, seqio's Beam caching job
 (`seqio.beam_utils.PreprocessTask` + `WriteExampleTfRecord`, as `seqio.scripts.cache_tasks_main`
@@ -78,11 +87,14 @@ templates: [cot_qa, cot_inversion]
 BENCH_FAMILY = "cot_bench"
 BENCH_TEMPLATE = "cot_qa_reason_then_answer"
 DECODER_LENGTH = 2560
+FEW_SHOT = "prompt_settings: {zs_noopt: 0.5, fs_noopt: 0.5}\nfew_shot: {min_exemplars: 1, max_exemplars: 5}\n"
 
 
-def make_catalog(cot_dir: Path, work: Path, one_template: bool = False, repeat: int = 1) -> tuple[Path, Path]:
+def make_catalog(cot_dir: Path, work: Path, one_template: bool = False, repeat: int = 1,
+                 few_shot: bool = False) -> tuple[Path, Path]:
     """A catalog of the 7 TSVs (each concatenated `repeat` times under `work/data`) and a mixture of all.
-    `one_template`: the entries use a family holding only BENCH_TEMPLATE (written to work/templates)."""
+    `one_template`: the entries use a family holding only BENCH_TEMPLATE (written to work/templates).
+    `few_shot`: the mixture renders half its examples few-shot (FEW_SHOT)."""
     files = sorted(cot_dir.glob("*_train.tsv"))
     if len(files) != 7:
         sys.exit(f"expected 7 *_train.tsv files in {cot_dir}, found {len(files)}")
@@ -113,7 +125,8 @@ def make_catalog(cot_dir: Path, work: Path, one_template: bool = False, repeat: 
         names.append(name)
         (work / "catalog" / f"{name}.yaml").write_text(entry.format(name=name, path=f))
     mixture = work / "cot_full.yaml"
-    mixture.write_text("schema_version: 1\nname: cot_full\nsequence_length: {inputs: 2048, targets: 512}\nmembers:\n"
+    mixture.write_text("schema_version: 1\nname: cot_full\nsequence_length: {inputs: 2048, targets: 512}\n"
+                       + (FEW_SHOT if few_shot else "") + "members:\n"
                        + "".join(f"  - {{dataset: {n}}}\n" for n in names))
     return work / "catalog", mixture
 
@@ -397,15 +410,27 @@ def run_seqio(cot_dir: str, out: str) -> dict:
     return {"examples": examples, "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss, "startup": imports}
 
 
-def child(kind: str, *args: str) -> dict:
+def child(kind: str, *args: str, checkout: Path = ROOT) -> dict:
+    """Run one measurement in a fresh process, with `checkout`'s code (its benchmarks/throughput.py)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, f"--_{kind}", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    # the checkout's own code first, whatever the environment has installed
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([str(checkout), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run([sys.executable, str(checkout / "benchmarks" / "throughput.py"), f"--_{kind}", *args],
+                          capture_output=True, text=True, cwd=checkout, env=env)
     if proc.returncode != 0:
         sys.exit(f"{kind} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["process_wall"] = time.perf_counter() - t0
     return result
+
+
+def reuse_note(out: Path) -> str:
+    """Exemplar reuse (max / mean) from a build's manifest, read here so that a --baseline checkout's
+    build reports it too whatever its own benchmark script returns; empty for a zero-shot build."""
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    reuse = ((m.get("mixing") or {}).get("few_shot") or {}).get("exemplar_reuse") or {}  # since issue 14
+    return f"  exemplar reuse max {reuse['max']} mean {reuse['mean']}" if reuse.get("max") else ""
 
 
 def line(kind: str, r: dict) -> str:
@@ -484,6 +509,9 @@ def main() -> None:
     parser.add_argument("--hf", action="store_true", help="measure Hugging Face datasets + TRL bfd packing against the build")
     parser.add_argument("--repeat", type=int, default=1, help="--hf: concatenate each TSV this many times (10: 334k examples)")
     parser.add_argument("--floor", action="store_true", help="--hf: also run the single-process floor each round")
+    parser.add_argument("--few_shot", action="store_true",
+                        help="build half zero-shot, half few-shot (1-5 exemplars from each task's whole split)")
+    parser.add_argument("--baseline", type=Path, help="another flanmix checkout whose build runs beside this one's")
     parser.add_argument("--_seqio", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--_floor", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--_build", nargs="+", help=argparse.SUPPRESS)
@@ -505,32 +533,43 @@ def main() -> None:
             spec = dict(zip(("catalog", "mixture", "out"), args._build[:3]))
         print(json.dumps(run_build(spec, beam_args)))
         return
+    if args.hf and (args.few_shot or args.baseline):
+        parser.error("--few_shot and --baseline apply to the default mode, not to --hf")
+    if args.baseline and not (args.baseline / "benchmarks" / "throughput.py").is_file():
+        parser.error(f"--baseline {args.baseline}: no benchmarks/throughput.py there (not a flanmix checkout)")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if args.hf:
             main_hf(args, beam_args, work)
             return
-        catalog_dir, mixture = make_catalog(args.cot_dir, work)
+        catalog_dir, mixture = make_catalog(args.cot_dir, work, few_shot=args.few_shot)
         print(f"data: {args.cot_dir} ({sum(1 for f in args.cot_dir.glob('*_train.tsv') for _ in open(f))} lines), "
               f"cores: {os.cpu_count()}, build options: {beam_args or '(defaults)'}")
-        floors, builds, seqios = [], [], []
+        floors, builds, seqios, baselines = [], [], [], []
         for run in range(args.runs):
             floors.append(child("floor", str(catalog_dir), str(work / f"floor{run}.tfrecord")))
             print(line("floor", floors[-1]))
             builds.append(child("build", json.dumps({"catalog": str(catalog_dir), "mixture": str(mixture),
                                                      "out": str(work / f"build{run}")}), *beam_args))
-            print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}")
+            print(line("build", builds[-1]) + f"  rows {builds[-1]['rows']}" + reuse_note(work / f"build{run}"))
+            if args.baseline:  # positional catalog/mixture/out: what older checkouts' --_build takes too
+                baselines.append(child("build", str(catalog_dir), str(mixture), str(work / f"baseline{run}"), *beam_args,
+                                       checkout=args.baseline.resolve()))
+                print(line("base", baselines[-1]) + f"  rows {baselines[-1]['rows']}" + reuse_note(work / f"baseline{run}"))
             if args.seqio:
                 seqios.append(child("seqio", str(args.cot_dir), str(work / f"seqio{run}")))
                 print(line("seqio", seqios[-1]))
         med = {k: {f: statistics.median(r[f] for r in rs) for f in ("wall", "cpu", "rss_mib", "startup", "examples", "tokens")}
-               for k, rs in (("floor", floors), ("build", builds), ("seqio", seqios)) if rs}
-        for k, rs in (("floor", floors), ("build", builds), ("seqio", seqios)):
+               for k, rs in (("floor", floors), ("build", builds), ("seqio", seqios), ("base", baselines)) if rs}
+        for k, rs in (("floor", floors), ("build", builds), ("seqio", seqios), ("base", baselines)):
             if rs:
                 print(_median_line(k, rs))
         if seqios:
             print(f"ratio seqio/build: {med['seqio']['wall'] / med['build']['wall']:.2f}  "
                   f"(seqio/floor: {med['seqio']['wall'] / med['floor']['wall']:.2f})")
+        if baselines:
+            print(f"ratio build/baseline ({args.baseline}): wall {med['build']['wall'] / med['base']['wall']:.2f}  "
+                  f"cpu {med['build']['cpu'] / med['base']['cpu']:.2f}")
         print(f"ratio build/floor: {med['build']['wall'] / med['floor']['wall']:.2f}")
 
 
