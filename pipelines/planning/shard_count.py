@@ -62,21 +62,31 @@ def head_bytes_per_row(shard: SourceShard) -> float | None:
     return len(head) / lines if len(head) < HEAD_BYTES else head.rfind(b"\n") / lines
 
 
-def estimated_rows(sources: Iterable[SourceShard]) -> dict[str, tuple[int, int]]:
-    """dataset -> (rows, source bytes) as the launcher knows them without reading rows: the
-    loader's count (`args["_rows"]`), else bytes / the row size of the dataset's first file's head,
-    else bytes / ESTIMATED_BYTES_PER_ROW."""
-    rows: dict[str, int] = defaultdict(int)
-    size: dict[str, int] = defaultdict(int)
+def planned_rows(sources: Iterable[SourceShard]) -> list[int]:
+    """The rows each shard adds to its dataset's estimate, in order: the loader's count
+    (`args["_rows"]`), else its bytes / the row size of the dataset's first file's head, else bytes
+    / ESTIMATED_BYTES_PER_ROW. Per shard so that a source snapshot can record it and a build from the
+    snapshot (whose files are Parquet, not the source's format) plans exactly as from the source."""
+    out: list[int] = []
     per_row: dict[str, float] = {}
     for s in sources:
         known = s.args.get("_rows")
         if known is not None:
-            rows[s.dataset] += int(known)
-        else:
-            if s.dataset not in per_row:
-                per_row[s.dataset] = head_bytes_per_row(s) or ESTIMATED_BYTES_PER_ROW
-            rows[s.dataset] += math.ceil(s.size_bytes / per_row[s.dataset] - 1e-6)
+            out.append(int(known))
+            continue
+        if s.dataset not in per_row:
+            per_row[s.dataset] = head_bytes_per_row(s) or ESTIMATED_BYTES_PER_ROW
+        out.append(math.ceil(s.size_bytes / per_row[s.dataset] - 1e-6))
+    return out
+
+
+def estimated_rows(sources: Iterable[SourceShard]) -> dict[str, tuple[int, int]]:
+    """dataset -> (rows, source bytes) as the launcher knows them without reading rows (`planned_rows`)."""
+    sources = list(sources)
+    rows: dict[str, int] = defaultdict(int)
+    size: dict[str, int] = defaultdict(int)
+    for s, n in zip(sources, planned_rows(sources)):
+        rows[s.dataset] += n
         size[s.dataset] += s.size_bytes
     return {d: (rows[d], size[d]) for d in rows}
 

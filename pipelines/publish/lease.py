@@ -11,9 +11,13 @@ The lease is released when the build ends, however it ends.
 
 How strong it is depends on what the store offers (`_Store`):
 
-- local paths: created with `O_CREAT | O_EXCL`; a dead lease is taken over by renaming it to a
-  name only this build uses and checking that what was renamed is the lease it judged dead
-  (otherwise it is put back and the build refuses). Exactly one of two racing builds wins.
+- local paths: written to a private file and hard-linked into place (fails if one exists; a racer
+  never reads a half-written lease, which would look dead). A dead lease is taken over holding an
+  exclusive `flock` on the output folder (the kernel releases it if the build dies): re-read, and
+  replaced in one `os.replace` only if it is still the lease judged dead; a release checks and
+  deletes under the same lock. The lease file is never absent during a takeover, so no racer's
+  create slips in (moving it aside and back, as before, let a third build create one meanwhile:
+  two winners, ~1 run in 8 of the racing test). Exactly one of racing builds wins.
 - s3://: a conditional PUT, `If-None-Match: *` to create and `If-Match: <ETag>` to take over a
   dead lease (S3 has enforced both since 2024; the moto emulator in the tests does too). Exactly
   one of two racing builds wins.
@@ -36,6 +40,7 @@ after the manifest switch (`publish.commit`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -111,13 +116,24 @@ class _Store:
             return self._gcs_put(data, 0)
         if self.scheme == "file":
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fresh = f"{self.path}.{uuid.uuid4().hex}.new"
+            with open(fresh, "wb") as handle:
+                handle.write(data)
+            try:  # the lease appears whole: a racer never reads it empty and judges it dead
+                os.link(fresh, self.path)
+                return True
             except FileExistsError:
                 return False
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            return True
+            except OSError:  # a filesystem without hard links: create-exclusive, then write
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                return True
+            finally:
+                os.unlink(fresh)
         self._write_plain(data)
         return True
 
@@ -129,22 +145,41 @@ class _Store:
         if self.scheme == "gs":
             return self._gcs_put(data, version)
         if self.scheme == "file":
-            grave = f"{self.path}.{uuid.uuid4().hex}.dead"
-            try:
-                os.rename(self.path, grave)
-            except FileNotFoundError:
-                return False
-            with open(grave, "rb") as handle:
-                moved = handle.read()
-            if moved != version:  # someone took it over first: put theirs back
-                with contextlib.suppress(OSError):
-                    os.link(grave, self.path)
-                os.unlink(grave)
-                return False
-            os.unlink(grave)
-            return self.create(data)
+            with self._takeover_lock():  # one takeover at a time; creates need no lock
+                try:
+                    with open(self.path, "rb") as handle:
+                        if handle.read() != version:
+                            return False  # someone took it over (or its holder rewrote it) first
+                except FileNotFoundError:
+                    return False
+                fresh = f"{self.path}.{uuid.uuid4().hex}.new"
+                with open(fresh, "wb") as handle:
+                    handle.write(data)
+                os.replace(fresh, self.path)
+                return True
         self._write_plain(data)
         return True
+
+    @contextlib.contextmanager
+    def _takeover_lock(self):
+        """An exclusive flock on the lease's folder (the kernel releases it if the process dies)."""
+        fd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def delete_if(self, version) -> None:
+        """Delete the lease if it is still `version` (local: checked and deleted under the takeover
+        lock, so a release never removes a lease taken over between the check and the delete)."""
+        if self.scheme == "file":
+            with contextlib.suppress(OSError), self._takeover_lock():
+                with open(self.path, "rb") as handle:
+                    if handle.read() == version:
+                        os.unlink(self.path)
+            return
+        self.delete()
 
     def delete(self) -> None:
         with contextlib.suppress(Exception):
@@ -257,7 +292,7 @@ def lease(output_dir: str, seconds: float = LEASE_SECONDS, staging: str | None =
     finally:
         got = store.get()
         if got and (_parse(got[0]) or {}).get("token") == mine["token"]:
-            store.delete()
+            store.delete_if(got[1] if store.scheme == "file" else None)
 
 
 def _remove_prefix(prefix: str) -> None:

@@ -34,6 +34,12 @@ class SnapshotLoader:
         raise LoaderError(f"{dataset}: the snapshot loader is not named in catalog entries; build with "
                           f"--sources DIR to read every source from a snapshot")
 
+    def count_rows(self, shard: SourceShard) -> int | None:
+        """What the source's own loader's `count_rows` returned for this shard when the snapshot was
+        made (the survey's fast path), or None when it has none: the survey then reads the rows, as
+        it reads the source's."""
+        return shard.args.get("_count_rows")
+
     def read(self, shard: SourceShard) -> Iterator[RawRow]:
         path, expected = shard.args["path"], shard.args["sha256"]
         try:
@@ -80,7 +86,10 @@ def plan_entry(snapshot: Snapshot, entry, split: str, present: Mapping[str, int]
         if present.get(path) != s["num_bytes"]:
             found = "is missing" if path not in present else f"has {present[path]} bytes, sources.json records {s['num_bytes']}"
             raise SnapshotError(f"dataset {entry.name}: snapshot file {path} {found}; run `flanmix sources verify {snapshot.root}`")
-        shards.append(SourceShard(entry.name, split, TYPE_NAME,
-                                  {"path": path, "sha256": s["sha256"], "root": snapshot.root},
-                                  s["index"], s["source_bytes"]))
+        args = {"path": path, "sha256": s["sha256"], "root": snapshot.root}
+        if s.get("planned_rows") is not None:  # the source loader's estimate: shard_count plans as from the source
+            args["_rows"] = s["planned_rows"]
+        if s.get("count_rows") is not None:
+            args["_count_rows"] = s["count_rows"]
+        shards.append(SourceShard(entry.name, split, TYPE_NAME, args, s["index"], s["source_bytes"]))
     return shards

@@ -8,11 +8,14 @@
          "fields": the catalog's declared fields, "library_versions": {...},
          "source_files": {local source file: sha256},
          "rows": {split: rows}, "dead_letters": {split: rows the loader could not parse},
-         "shards": [{"path", "index", "num_rows", "num_bytes", "sha256", "source_bytes"}, ...]}}}
+         "shards": [{"path", "index", "num_rows", "num_bytes", "sha256", "source_bytes", "planned_rows",
+                     "count_rows"}, ...]}}}
 
-`path` is relative to the snapshot root; one shard per `SourceShard` the loader planned (same index
-and the planned `size_bytes` as `source_bytes`), so a build from the snapshot reads in the same units
-and picks the same number of output shards as a build from the sources. No timestamps: the same
+`path` is relative to the snapshot root; one shard per `SourceShard` the loader planned (same index,
+the planned `size_bytes` as `source_bytes`, the rows the launcher estimates for it as `planned_rows`
+(`planning.shard_count.planned_rows`) and what the loader's `count_rows` said, or null), so a build
+from the snapshot reads in the same units, picks the same number of output (and dead-letter) shards
+and surveys the same counts as a build from the sources. No timestamps: the same
 sources give the same bytes, and the SHA-256 of these bytes is the snapshot's hash (a build
 records it in its manifest as `sources_snapshot.sha256`).
 """

@@ -37,6 +37,7 @@ from pipelines import counters
 from pipelines.errors import LoaderError
 from pipelines.formats.writers import WrittenFile
 from pipelines.loaders import SourceShard, get_loader
+from pipelines.planning import shard_count
 from pipelines.publish.staging import STAGING_PREFIX, run_id
 from pipelines.publish.verify import verify_file
 from pipelines.runner.beam_options import LOCATION_KEYS
@@ -59,6 +60,9 @@ class SourceJob:
     dataset: str
     record: Mapping[str, Any]
     shards: tuple[tuple[SourceShard, str], ...]  # (shard, path relative to the root)
+    # rows each shard adds to the launcher's estimate (shard_count.planned_rows), recorded so that a
+    # build from the snapshot sizes its output and weights exactly as a build from the sources
+    planned_rows: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,23 +225,30 @@ def plan_snapshot(mixture, catalog, root: str, strict: bool = False) -> Snapshot
         folder = f"data/{_safe(entry.name)}/{record['key'][:16]}"
         n = len(shards)
         jobs.append(SourceJob(entry.name, record, tuple(
-            (s, f"{folder}/{_safe(mixture.split)}-{s.index:05d}-of-{n:05d}.parquet") for s in shards)))
+            (s, f"{folder}/{_safe(mixture.split)}-{s.index:05d}-of-{n:05d}.parquet") for s in shards),
+            tuple(shard_count.planned_rows(shards))))
     return SnapshotPlan(root, mixture.name, tuple(jobs), kept, failed, previous, strict)
 
 
 # --- workers ---------------------------------------------------------------------------------
 
 def _work_items(plan: SnapshotPlan) -> list[tuple]:
-    return [(job.dataset, shard, path, dict(job.record["fields"])) for job in plan.jobs for shard, path in job.shards]
+    return [(job.dataset, shard, path, dict(job.record["fields"]), planned)
+            for job in plan.jobs for (shard, path), planned in zip(job.shards, job.planned_rows)]
 
 
 def fetch_shard(item: tuple, staging: str) -> dict:
     """Read one source shard through its loader and stage it as Parquet. A failure is the result
     (with the reason), so one broken source costs that source, not the job."""
-    dataset, shard, path, declared = item
-    result = {"dataset": dataset, "index": shard.index, "path": path, "source_bytes": shard.size_bytes}
+    dataset, shard, path, declared, planned = item
+    result = {"dataset": dataset, "index": shard.index, "path": path, "source_bytes": shard.size_bytes,
+              "planned_rows": planned}
     try:
-        rows = list(get_loader(shard.loader_type).read(shard))
+        loader = get_loader(shard.loader_type)
+        rows = list(loader.read(shard))
+        # the survey's count without reading, where the source's loader has one (it may differ from
+        # the rows that pass the field check: a build from the snapshot must count the same way)
+        result["count_rows"] = loader.count_rows(shard) if hasattr(loader, "count_rows") else None
         data = encoding.to_parquet_bytes(encoding.encode_rows(rows, declared, f"dataset {dataset}"))
     except Exception as exc:  # noqa: BLE001 - loaders raise many types (network, format, ...)
         reason = str(exc) if isinstance(exc, LoaderError) else f"{type(exc).__name__}: {exc}"
@@ -247,6 +258,9 @@ def fetch_shard(item: tuple, staging: str) -> dict:
     counters.READ_ROWS.counter(dataset).inc(len(rows))
     return {**result, "error": None, "num_rows": len(rows), "num_bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "dead_letters": sum(r.fields is None for r in rows)}
+
+
+SHARD_KEYS = ("path", "index", "num_rows", "num_bytes", "sha256", "source_bytes", "planned_rows", "count_rows")
 
 
 # --- commit ----------------------------------------------------------------------------------
@@ -291,7 +305,7 @@ def build_sources(plan: SnapshotPlan, results: list[dict]) -> tuple[dict, list[d
             **job.record, "status": "ok",
             "rows": {split: sum(r["num_rows"] for r in got)},
             "dead_letters": {split: sum(r["dead_letters"] for r in got)},
-            "shards": [{k: r[k] for k in ("path", "index", "num_rows", "num_bytes", "sha256", "source_bytes")} for r in got],
+            "shards": [{k: r[k] for k in SHARD_KEYS} for r in got],
         }
         publish.extend(got)
     for name, record in plan.kept.items():

@@ -32,8 +32,10 @@ def survey_shard(shard: SourceShard, plan: BuildPlan):
     size = plan.pool_size
     loader = get_loader(shard.loader_type)
     if not size and hasattr(loader, "count_rows"):  # no exemplars wanted: only the size matters
-        yield shard.dataset, loader.count_rows(shard), ()
-        return
+        known = loader.count_rows(shard)
+        if known is not None:  # None: this shard's loader cannot count without reading
+            yield shard.dataset, known, ()
+            return
     heap: list = []
     count = 0
     for row in records.unique_row_ids(loader.read(shard)):  # as the build reads it

@@ -271,3 +271,18 @@ def _bucket_keys(server, store: str, prefix: str) -> list[str]:
     if store == "s3":
         return [o["Key"] for o in server.client().list_objects_v2(Bucket=server.bucket, Prefix=prefix).get("Contents", [])]
     return [b.name for b in server.client().bucket(server.bucket).list_blobs(prefix=prefix)]
+
+
+def test_a_plan_from_the_snapshot_estimates_and_sizes_as_from_the_sources(snapshot_and_direct, world, vocab):
+    """shard_count's row estimate (loader counts, head-of-file row sizes) and the survey's fast counts
+    come from sources.json, not from the snapshot's Parquet: the same output and dead-letter shards."""
+    from pipelines.planning import shard_count
+
+    root, _ = snapshot_and_direct
+    direct, snap = (make_plan(world["mixture_obj"], world["catalog_obj"], world["families"], vocab, BuildOptions(**o))
+                    for o in ({}, {"sources": str(root)}))
+    assert shard_count.estimated_rows(snap.sources) == shard_count.estimated_rows(direct.sources)
+    assert (snap.num_shards, snap.dead_letter_shards) == (direct.num_shards, direct.dead_letter_shards)
+    hf = [s for s in snap.sources if s.dataset == "hf_saved"]
+    assert [SnapshotLoader().count_rows(s) for s in hf] == [2, 2]  # hf_datasets counts from metadata
+    assert all(SnapshotLoader().count_rows(s) is None for s in snap.sources if s.dataset == "toy_jsonl")

@@ -2,7 +2,7 @@
 
     tiny_tfds    a TFDS dataset prepared with TFDS's own writer (GeneratorBasedBuilder): text, a
                  sequence of text, a ClassLabel, bool, float32 and a nested Sequence feature
-    hf_saved     a DatasetDict written by `save_to_disk` (int column with a None, nested int lists)
+    hf_saved     a DatasetDict written by `save_to_disk` in two Arrow files (int column with a None, nested int lists)
     hf_json      JSON Lines read through HF's packaged `json` builder (data_files)
     niv2_task    a real Super-NaturalInstructions task file (/work/shared/data/niv2)
     cot_tsv      a CoT TSV (question, answer, rationale) with one malformed line
@@ -120,7 +120,9 @@ def make_world(base: Path) -> dict:
     src = base / "sources"
     src.mkdir(parents=True)
     tfds_root = _tfds_dir(src / "tfds")
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict(HF_ROWS)}).save_to_disk(str(src / "hf_saved"))
+    # two Arrow files (3 + 2 rows): a read unit never splits a record batch, so `train[1:]` with
+    # rows_per_shard 2 plans two units, [1, 3) and [3, 5), one per file
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(HF_ROWS)}).save_to_disk(str(src / "hf_saved"), num_shards={"train": 2})
     (src / "hf_json").mkdir()
     (src / "hf_json" / "train.jsonl").write_text("".join(json.dumps({"question": q, "answer": a}) + "\n"
                                                          for q, a in zip(HF_ROWS["question"], HF_ROWS["answer"])))
