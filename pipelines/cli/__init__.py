@@ -91,6 +91,7 @@ def cmd_build(args, beam_args: list[str]) -> int:
         target_tokens=args.target_tokens, strict=args.strict, layout=args.layout,
         decoder_length=args.decoder_length, output_format=args.format, pack_buffer=args.pack_buffer,
         render_budget=render_budget.current(), max_dead_letter_fraction=args.max_dead_letter_fraction,
+        cache=args.cache,
     )
     plan = make_plan(mixture, catalog, families, vocab, options)
     for name, reason in plan.skipped[:10]:
@@ -349,6 +350,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
     render_budget.add_flags(b)
+    b.add_argument("--cache", metavar="DIR",
+                   help="keep each source file's tokenized examples in DIR (local, gs:// or s3://) and reuse them "
+                        "when nothing they depend on changed (default: off; README \"Incremental rebuilds\")")
     b.add_argument("--max_dead_letter_fraction", type=float, metavar="F",
                    help="fail (exit non-zero, publish nothing) when a dataset's or the build's dead letters exceed "
                         "this share of its rows tried (default: fail only when a dataset loses every row)")

@@ -72,6 +72,7 @@ class BuildPlan:
     pack_buffer: int = DEFAULT_BUFFER_SIZE  # examples the packer sorts and places at a time (bounds memory)
     render_budget: RenderBudget = RenderBudget()  # per-row render limits (render_budget.py); workers configure it
     max_dead_letter_fraction: float | None = None  # dead_letter_policy.py; None: fail when a dataset loses all
+    cache_dir: str = ""  # pipelines/cache: where tokenized examples per source file are kept; "" = no cache
 
 
 def _option(help_text: str, **kwargs):
@@ -99,6 +100,8 @@ class BuildOptions:
     max_dead_letter_fraction: float | None = _option(
         "fail when more than this share of a dataset's (or all) rows are dead letters; None: when a dataset loses all",
         default=None)
+    cache: str | None = _option("cache folder (local, gs://, s3://) of tokenized examples per source file (pipelines/cache)",
+                                default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -117,6 +120,8 @@ def make_plan(
     overlong, target_examples, target_tokens, strict = o.overlong, o.target_examples, o.target_tokens, o.strict
     layout, decoder_length, output_format, pack_buffer = o.layout, o.decoder_length, o.output_format, o.pack_buffer
     _check_output_options(layout, output_format, decoder_length, pack_buffer)
+    if o.cache and output_format != "packed":
+        raise FlanmixError(f"--cache keeps tokenized examples; it applies to packed builds, not --format {output_format}")
     entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)
     if problems:
@@ -176,6 +181,7 @@ def make_plan(
         pack_buffer=pack_buffer or DEFAULT_BUFFER_SIZE,
         render_budget=o.render_budget or RenderBudget(),
         max_dead_letter_fraction=dead_letter_policy.validate(o.max_dead_letter_fraction),
+        cache_dir=o.cache or "",
     )
 
 
