@@ -1,0 +1,1 @@
+from emulators import s3_server  # noqa: F401 - fixture for the bucket test
