@@ -116,6 +116,9 @@ def cmd_build(args, beam_args: list[str]) -> int:
         raise FlanmixError("Dataflow workers cannot run this build:\n  " + "\n  ".join(problems))
     for problem in problems:  # other engines' workers may share a filesystem with the launcher
         print(f"flanmix build: WARNING: {problem}")
+    if args.cache and "://" not in args.cache and not beam_options.is_local(beam_args):
+        print(f"flanmix build: WARNING: --cache {args.cache} is local: remote workers cannot share it "
+              f"(use a gs:// or s3:// prefix); only the whole-corpus entries on this machine will be reused")
     start = time.perf_counter()
     try:
         run_build(plan, vocab.model_proto, output, beam_args, overwrite=args.overwrite, all_cores=True,
