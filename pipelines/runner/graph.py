@@ -71,12 +71,12 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
         read = sources | "ReadSources" >> ReadSources()
         rendered = read.rows | "RenderTemplates" >> RenderTemplates(plan, table)
         stages, stats = (rendered,), (read[STATS],)
+        if plan.output_format != "jsonl":
+            tokenized = rendered.rendered | "Tokenize" >> Tokenize(plan, model, num_threads)
+            stages = (rendered, tokenized)
     if plan.output_format == "jsonl":  # the rendered text, unpacked (stages.write_text)
         shard_reports = rendered.rendered | "WriteText" >> WriteText(plan, staging)
     else:
-        if not plan.cache_dir:
-            tokenized = rendered.rendered | "Tokenize" >> Tokenize(plan, model, num_threads)
-            stages = (rendered, tokenized)
         packed = tokenized.tokenized | "Pack" >> Pack(plan, spill_dir=staging if spill else None)
         shard_reports = packed | "WriteCorpus" >> WriteCorpus(plan, staging)
     dead_letters = (
@@ -110,7 +110,10 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
     FileSystems.set_options(options)  # the launcher checks the destination with the job's credentials
     check_destination(output_dir, overwrite)
     with publish_lease.lease(output_dir), startup_heap.frozen_during_build():  # one build per output
-        if plan.cache_dir:  # --cache: an unchanged build publishes its stored corpus, without a job
+        from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+        use_corpus_cache = plan.cache_dir and not options.view_as(GoogleCloudOptions).template_location
+        if use_corpus_cache:  # --cache: an unchanged build publishes its stored corpus, without a job
             from pipelines.cache import corpus
 
             lookup = corpus.replay(plan, output_dir, overwrite)
@@ -119,7 +122,7 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
         result = progress.run_and_report(pipeline, progress_every)
-        if plan.cache_dir:
+        if use_corpus_cache:
             corpus.store(plan, lookup, output_dir)
         return result
 
