@@ -24,6 +24,8 @@ from pipelines.planning.plan import BuildOptions, make_plan
 from pipelines.runner.graph import run_build
 from pipelines.vocab import Vocabulary
 
+from emulators import s3_server  # noqa: F401 - fixture of the bucket test
+
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 DATASETS = {"cot_gsm8k": "gsm8k_train.tsv", "cot_creak": "creak_train.tsv", "cot_qasc": "qasc_train.tsv"}
 ENTRY = """schema_version: 1
