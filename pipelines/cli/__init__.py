@@ -167,6 +167,11 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
             print(f"SKIPPED {s['dataset']}: {s['reason'].splitlines()[0]}")
         if len(skipped) > 10:
             print(f"SKIPPED ... and {len(skipped) - 10} more (manifest.json: mixing.skipped_sources)")
+    cache = manifest.get("cache")
+    if cache:  # --cache (pipelines/cache)
+        print("cache: unchanged, the stored corpus was published without a job" if cache["corpus_hit"] else
+              f"cache: {cache['hits']} source file(s) served, {cache['misses']} built"
+              + (f", {cache['corrupt']} corrupt entries ignored" if cache["corrupt"] else ""))
     data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else "tfrecord/, parquet/"
     print(f"output: {output} (manifest.json, {data_dirs}, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
 

@@ -61,6 +61,7 @@ MIXTURE = """schema_version: 1
 name: cached
 seed: 3
 sequence_length: {inputs: 256, targets: 96}
+overlong: drop
 prompt_settings: {zs_noopt: 0.5, fs_noopt: 0.5}
 members:
 """ + "".join(f"  - dataset: {n}\n" for n in DATASETS)
@@ -148,9 +149,12 @@ def test_cold_fill_warm_and_per_file_builds_publish_the_same_bytes(ws):
     cold = digest(ws.cold)
     assert digest(fill) == cold and digest(warm) == cold and digest(per_file) == cold
     manifest = _manifest(per_file)
-    assert manifest["datasets"]["cot_creak"]["dead_letter"] == {"read": 1}  # replayed from the entry
+    assert manifest["datasets"]["cot_creak"]["dead_letter"]["read"] == 1  # replayed from the entries
+    assert sum(d["dead_letter"].get("tokenize", 0) for d in manifest["datasets"].values()) > 0  # overlong: drop
     assert manifest["mixing"]["few_shot"]["exemplars_per_prompt"]  # few-shot prompts came through too
-    assert sum(d["rows_read"] for d in manifest["datasets"].values()) == 120  # the row ledger balances
+    read = sum(d["rows_read"] for d in manifest["datasets"].values())
+    dead = sum(sum(d["dead_letter"].values()) for d in manifest["datasets"].values())
+    assert read == 120 and manifest["num_examples"] + dead == read  # the row ledger balances (rates are 1 here)
 
 
 def test_one_changed_template_misses_only_its_dataset(ws, tmp_path):
