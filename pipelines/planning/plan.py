@@ -76,6 +76,7 @@ class BuildPlan:
     # Few-shot exemplars from the whole split (stages.exemplars): on when a few-shot setting is wanted.
     exemplar_groups: bool = False
     option_marker_answers: float = 0.5  # planning.option_formats: share of enumerated blocks answered by marker
+    cache_dir: str = ""  # pipelines/cache: where tokenized examples per source file are kept; "" = no cache
 
 
 def _option(help_text: str, **kwargs):
@@ -103,6 +104,8 @@ class BuildOptions:
     max_dead_letter_fraction: float | None = _option(
         "fail when more than this share of a dataset's (or all) rows are dead letters; None: when a dataset loses all",
         default=None)
+    cache: str | None = _option("cache folder (local, gs://, s3://) of tokenized examples per source file (pipelines/cache)",
+                                default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -121,6 +124,8 @@ def make_plan(
     overlong, target_examples, target_tokens, strict = o.overlong, o.target_examples, o.target_tokens, o.strict
     layout, decoder_length, output_format, pack_buffer = o.layout, o.decoder_length, o.output_format, o.pack_buffer
     _check_output_options(layout, output_format, decoder_length, pack_buffer)
+    if o.cache and output_format != "packed":
+        raise FlanmixError(f"--cache keeps tokenized examples; it applies to packed builds, not --format {output_format}")
     entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)
     if problems:
@@ -183,6 +188,7 @@ def make_plan(
         max_dead_letter_fraction=dead_letter_policy.validate(o.max_dead_letter_fraction),
         exemplar_groups=wants_few_shot(mixture),
         option_marker_answers=mixture.option_marker_answers,
+        cache_dir=o.cache or "",
     )
 
 
