@@ -1,6 +1,6 @@
 """Incremental rebuilds with `--cache`: cold vs warm vs one template changed, on the Flan CoT data.
 
-    python benchmarks/cache.py [--cot_dir DIR] [--runs 3] [Beam flags...]
+    python benchmarks/cache.py [--cot_dir DIR] [--runs 3] [--few_shot] [Beam flags...]
 
 The 7 Flan CoT training TSVs (33,443 examples; default ../shared/data/flan/cot beside the checkout)
 as 7 datasets, lengths 2048/512, with the templates `cot_qa` and `cot_inversion` shared by all
@@ -15,7 +15,11 @@ the Beam job + publish, without interpreter start-up and imports):
              runs, every source file is a hit, nothing is read, rendered or tokenized
     changed  `bench_cot_gsm8k`'s template edited (a new text each run): only cot_gsm8k misses
 
-and checks that fill, warm and per_file publish the same bytes as cold (every file but manifest.json, whose
+`--few_shot` asks for half few-shot prompts (benchmarks/throughput.py's FEW_SHOT): every task then has
+exemplar groups, which the per-file layer does not serve (`pipelines.cache.stage`: counted
+`uncacheable`), so per_file and changed rebuild every task and only the whole-corpus layer helps.
+
+The script checks that fill, warm and per_file publish the same bytes as cold (every file but manifest.json, whose
 `cache` section differs, and the manifest without it). Prints medians and `ratio warm/cold`.
 """
 from __future__ import annotations
@@ -53,8 +57,8 @@ templates:
 CHANGED = "cot_gsm8k"
 
 
-def prepare(cot_dir: Path, work: Path) -> tuple[Path, Path, Path, list[str]]:
-    catalog, mixture = make_catalog(cot_dir, work)
+def prepare(cot_dir: Path, work: Path, few_shot: bool = False) -> tuple[Path, Path, Path, list[str]]:
+    catalog, mixture = make_catalog(cot_dir, work, few_shot)
     templates = work / "templates"
     shutil.copytree(ROOT / "templates", templates)
     names = sorted(p.stem for p in catalog.glob("*.yaml"))
@@ -114,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cot_dir", type=Path, default=DEFAULT_COT)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--few_shot", action="store_true", help="half few-shot prompts: exemplar groups in every task")
     parser.add_argument("--_build", nargs=5, help=argparse.SUPPRESS)
     args, beam_args = parser.parse_known_args()
     if args._build:
@@ -121,9 +126,9 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        catalog, mixture, templates, names = prepare(args.cot_dir, work)
+        catalog, mixture, templates, names = prepare(args.cot_dir, work, args.few_shot)
         common = (str(catalog), str(mixture), str(templates))
-        print(f"data: {args.cot_dir}, {len(names)} datasets, cores: {os.cpu_count()}, "
+        print(f"data: {args.cot_dir}, {len(names)} datasets, few-shot: {args.few_shot}, cores: {os.cpu_count()}, "
               f"build options: {beam_args or '(defaults)'}")
         walls: dict[str, list[float]] = {k: [] for k in ("cold", "fill", "warm", "per_file", "changed")}
         for run in range(args.runs):
@@ -146,7 +151,7 @@ def main() -> None:
                 c = r["cache"] or {}
                 missed = sorted(n for n, d in (c.get("datasets") or {}).items() if d["misses"])
                 print(f"run {run} {kind:8} wall {r['wall']:6.2f}s  examples {r['examples']}  "
-                      f"hits {c.get('hits', '-')} misses {c.get('misses', '-')}"
+                      f"hits {c.get('hits', '-')} misses {c.get('misses', '-')} uncacheable {c.get('uncacheable', '-')}"
                       + (f" ({', '.join(missed)})" if kind == "changed" else "")
                       + (f"  identical to cold: {same[kind]}" if kind in same else ""))
             if not all(same.values()):
