@@ -323,3 +323,6 @@ def test_corpus_key_covers_the_vocabulary_sources_and_plan(ws):
     assert keys.task_keys(dataclasses.replace(plan, vocab_sha256="0" * 64)).keys() == tk.keys()
     assert all(a != b for a, b in zip(tk.values(), keys.task_keys(dataclasses.replace(plan, vocab_sha256="0" * 64)).values()))
     assert all(a != b for a, b in zip(tk.values(), keys.task_keys(dataclasses.replace(plan, inputs_length=255)).values()))
+    # what rendering reads beyond the datasets (issue 14's option formats) keys the entries too
+    assert all(a != b for a, b in zip(tk.values(), keys.task_keys(dataclasses.replace(plan, option_marker_answers=0.25)).values()))
+    assert plan.exemplar_groups  # the test mixture asks for few-shot prompts
