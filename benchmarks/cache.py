@@ -100,7 +100,7 @@ def child(*args: str) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--_build", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if proc.returncode != 0:
-        sys.exit(f"build failed:\n{proc.stderr[-3000:]}")
+        sys.exit(f"build failed ({' '.join(args[3:5])}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
