@@ -87,12 +87,25 @@ HIST_FILL = Counter("hist_fill", ("side", "bin"), "rows by the non-pad share of 
                     "distributions.row_fill")
 SHARD_TOKENS = Counter("shard_tokens", ("shard", "side"), "non-pad tokens per output shard", "distributions.shards")
 SHARD_ROWS = Counter("shard_rows", ("shard",), "rows per output shard", "distributions.shards")
+# --cache (pipelines/cache): one count per source file, by what the cache did with it.
+CACHE_HITS = Counter("cache_hit", ("dataset",), "source files whose tokenized examples were read from --cache",
+                     "cache.hits, cache.datasets.D.hits")
+CACHE_MISSES = Counter("cache_miss", ("dataset",), "source files read, rendered and tokenized with --cache on",
+                       "cache.misses, cache.datasets.D.misses")
+CACHE_CORRUPT = Counter("cache_corrupt", ("dataset",), "stored entries that failed their checks (counted as misses too)",
+                        "cache.corrupt")
+CACHE_NOT_STORED = Counter("cache_not_stored", ("dataset",), "misses whose entry could not be stored (write failed, "
+                           "source changed during the build)", "cache.not_stored")
+CACHE_UNCACHEABLE = Counter("cache_uncacheable", ("dataset",), "source shards not served per file: no single file to key (hf, "
+                            "tfds), or a task with exemplar groups (few-shot: its prompts show rows of other files)",
+                            "cache.uncacheable")
+CACHE_COUNTERS = (CACHE_HITS, CACHE_MISSES, CACHE_CORRUPT, CACHE_NOT_STORED, CACHE_UNCACHEABLE)
 
 REPORT_COUNTERS = (READ, SAMPLED_OUT, UPSAMPLED_COPIES, EXEMPLAR_RENDER_FAILED, FEWSHOT_K, FEWSHOT_DROPPED,
                    FEWSHOT_FELL_BACK, FEWSHOT_NO_EXEMPLAR, FEWSHOT_STYLE, EXEMPLAR_REUSE, OPTION_FORMAT,
                    OPTION_MARKER_ANSWER, RENDERED_EXAMPLES, TRUNCATED, ROWS, INPUTS_NONPAD, TARGETS_NONPAD, LOSS_TOKENS, INPUTS_TOKENS,
                    TARGETS_TOKENS, EXAMPLES, TEMPLATE, SETTING, TASK_SETTING, DEAD_LETTERS, HIST_TOKENS, HIST_FILL,
-                   SHARD_TOKENS, SHARD_ROWS)
+                   SHARD_TOKENS, SHARD_ROWS, *CACHE_COUNTERS)
 
 
 def total(counts: dict, counter: Counter) -> int:

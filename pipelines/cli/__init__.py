@@ -97,6 +97,7 @@ def cmd_build(args, beam_args: list[str]) -> int:
         render_budget=render_budget.current(), max_dead_letter_fraction=args.max_dead_letter_fraction,
         sources=args.sources,
         file_formats=file_formats,
+        cache=args.cache,
     )
     if args.sources:
         beam_options.set_filesystem_options(beam_args)  # the launcher reads sources.json with the job's options
@@ -124,6 +125,9 @@ def cmd_build(args, beam_args: list[str]) -> int:
     if beam_options.runner_name(beam_args) != "DataflowRunner":
         for problem in beam_options.remote_problems(plan, output, beam_args):  # may share a filesystem
             print(f"flanmix build: WARNING: {problem}")
+    if args.cache and "://" not in args.cache and not beam_options.is_local(beam_args):
+        print(f"flanmix build: WARNING: --cache {args.cache} is local: remote workers cannot share it "
+              f"(use a gs:// or s3:// prefix); only the whole-corpus entries on this machine will be reused")
     start = time.perf_counter()
     try:
         for attempt in range(10):
@@ -179,6 +183,12 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
             print(f"SKIPPED {s['dataset']}: {s['reason'].splitlines()[0]}")
         if len(skipped) > 10:
             print(f"SKIPPED ... and {len(skipped) - 10} more (manifest.json: mixing.skipped_sources)")
+    cache = manifest.get("cache")
+    if cache:  # --cache (pipelines/cache)
+        print("cache: unchanged, the stored corpus was published without a job" if cache["corpus_hit"] else
+              f"cache: {cache['hits']} source file(s) served, {cache['misses']} built"
+              + (f", {cache['uncacheable']} not cacheable (few-shot groups, hf/tfds)" if cache["uncacheable"] else "")
+              + (f", {cache['corrupt']} corrupt entries ignored" if cache["corrupt"] else ""))
     data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else ", ".join(f"{f}/" for f in manifest.get("formats") or ("tfrecord", "parquet"))
     print(f"output: {output} (manifest.json, {data_dirs}, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))
 
@@ -462,6 +472,9 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--progress", type=float, default=5.0, metavar="SECONDS",
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
     render_budget.add_flags(b)
+    b.add_argument("--cache", metavar="DIR",
+                   help="keep each source file's tokenized examples in DIR (local, gs:// or s3://) and reuse them "
+                        "when nothing they depend on changed (default: off; README \"Incremental rebuilds\")")
     b.add_argument("--max_dead_letter_fraction", type=float, metavar="F",
                    help="fail (exit non-zero, publish nothing) when a dataset's or the build's dead letters exceed "
                         "this share of its rows tried (default: fail only when a dataset loses every row)")

@@ -76,6 +76,7 @@ class BuildPlan:
     sources_snapshot: Mapping[str, str] | None = None  # {"sha256": ...} of the snapshot read (--sources), else None
     dead_letter_shards: int = 1  # files of dead_letter/ (planning.shard_count.dead_letter_shards)
     file_formats: tuple[str, ...] = DEFAULT_FORMATS  # packed output: formats/file_formats.py (`--formats`)
+    cache_dir: str = ""  # pipelines/cache: where tokenized examples per source file are kept; "" = no cache
 
 
 def _option(help_text: str, **kwargs):
@@ -106,6 +107,8 @@ class BuildOptions:
         default=None)
     sources: str | None = _option("read every source from this snapshot (pipelines/sources), not its loader", default=None)
     file_formats: str | tuple[str, ...] | None = _option("packed output files: tfrecord,parquet (default both)", default=None)
+    cache: str | None = _option("cache folder (local, gs://, s3://) of tokenized examples per source file (pipelines/cache)",
+                                default=None)
 
 
 def _templates_for(entry: DatasetEntry, families: Mapping[str, TemplateFamily]) -> tuple[Template, ...]:
@@ -127,6 +130,8 @@ def make_plan(
     file_formats = parse_formats(o.file_formats)
     if output_format == "jsonl" and o.file_formats is not None and file_formats != DEFAULT_FORMATS:
         raise FlanmixError("--formats chooses the packed output's files; --format jsonl writes jsonl/ only")
+    if o.cache and output_format != "packed":
+        raise FlanmixError(f"--cache keeps tokenized examples; it applies to packed builds, not --format {output_format}")
     entries = all_entries = resolve_datasets(mixture, catalog)
     problems = lint_static(entries, families)
     if problems:
@@ -205,6 +210,7 @@ def make_plan(
         sources_snapshot={"sha256": snapshot.sha256} if snapshot is not None else None,
         dead_letter_shards=shard_count.dead_letter_shards(sources),
         file_formats=file_formats,
+        cache_dir=o.cache or "",
     )
 
 

@@ -128,6 +128,25 @@ def packing_efficiency(plan: BuildPlan, c: dict) -> dict | None:
     }
 
 
+def cache_section(c: dict) -> dict | None:
+    """What `--cache` did, per source file (counters.CACHE_*); None for a build without a cache, so
+    its manifest has no `cache` key. The one part of a manifest a warm build changes."""
+    if not any(counter.matches(key) for key in c for counter in k.CACHE_COUNTERS):
+        return None
+    datasets: dict = defaultdict(dict)
+    for key, value in c.items():
+        for counter, name in ((k.CACHE_HITS, "hits"), (k.CACHE_MISSES, "misses"), (k.CACHE_UNCACHEABLE, "uncacheable")):
+            if counter.matches(key):
+                datasets[key[1]][name] = value
+    return {
+        "corpus_hit": False,  # True: the whole corpus was replayed without a job (pipelines/cache/corpus.py)
+        "hits": k.total(c, k.CACHE_HITS), "misses": k.total(c, k.CACHE_MISSES), "corrupt": k.total(c, k.CACHE_CORRUPT),
+        "not_stored": k.total(c, k.CACHE_NOT_STORED), "uncacheable": k.total(c, k.CACHE_UNCACHEABLE),
+        "datasets": {name: {"hits": d.get("hits", 0), "misses": d.get("misses", 0), "uncacheable": d.get("uncacheable", 0)}
+                     for name, d in sorted(datasets.items())},
+    }
+
+
 def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None = None) -> dict:
     c = report.counts
     datasets = {}
@@ -152,7 +171,9 @@ def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None 
     data_files = [f for f in report.files if not f.path.startswith("dead_letter/")]
     dead_files = [f for f in report.files if f.path.startswith("dead_letter/")]
     mixing = mixing_section(plan, report, table, datasets) if table is not None else None
+    cache = cache_section(c)
     return {
+        **({"cache": cache} if cache is not None else {}),
         "mixing": mixing,
         "manifest_version": MANIFEST_VERSION,
         "flanmix_version": pipelines.__version__,

@@ -1,0 +1,197 @@
+"""CachedEncode: the graph's hook for `--cache`. Replaces ReadSources | RenderTemplates | Tokenize with
+one DoFn per source file that either replays the file's stored entry or runs those three stages' own
+DoFns on it (the same code, fused) and stores what they emitted.
+
+    sources | CachedEncode(plan, model, table)  ->  .tokenized (shard, ShardItems), [ROWS], [DEAD_LETTER], [STATS]
+
+Tasks with exemplar groups (a few-shot setting and two rows or more, `planning.exemplars.wants_groups`)
+are not served per file: a prompt of theirs shows rows of the task's other files, and each group's
+setting offset comes from its ordinal among ALL tasks' groups (`stages.exemplars.group_ordinals`), so
+one file's output depends on every file of the task and on other tasks' row counts. Their files are
+read here and their raw row batches leave on [ROWS], for the graph's usual GroupExemplars |
+RenderTemplates | Tokenize; each such file counts as `cache_uncacheable`. (The whole-corpus layer,
+`cache.corpus`, still replays them: its key covers the plan and every source file.)
+
+Outputs are the same records a cold build's stages emit, so Pack, WriteCorpus, MergeReports and the
+manifest cannot tell a warm build from a cold one, except for the cache counters
+(`counters.CACHE_*`, the manifest's `cache` section). An entry is keyed after the survey
+(`keys.entry_key` needs the task's sampling row) and after hashing the source file's bytes; the
+file is hashed again once a miss is built, and the entry is not stored if the bytes changed meanwhile.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import apache_beam as beam
+
+from pipelines import counters
+from pipelines.cache import keys, store
+from pipelines.planning.exemplars import wants_groups
+from pipelines.planning.plan import BuildPlan
+from pipelines.planning.slices import RenderSlice, TokenizeSlice
+from pipelines.planning.sampling import SamplingTable
+from pipelines.records import DEAD_LETTER, STATS, Report
+from pipelines.stages.read import read_shard_batches
+from pipelines.stages.render import RenderBatchFn
+from pipelines.stages.tokenize import TokenizeBatchFn
+
+_LOG = logging.getLogger(__name__)
+ROWS = "rows"  # the raw row batches of tasks with exemplar groups (see the module docstring)
+
+
+def _tagged(out):
+    """(tag, value) of a DoFn's output: tag None for the main output."""
+    if isinstance(out, beam.pvalue.TaggedOutput):
+        return out.tag, out.value
+    return None, out
+
+
+class _SafeWriter:
+    """An `store.EntryWriter` whose failures are warnings: an unwritable cache never fails a build, it
+    only leaves that entry unstored (`cache_not_stored`). `cache_dir` None: writes nothing."""
+
+    def __init__(self, cache_dir: str | None, key: str, header: dict, what: str):
+        self.what, self.writer = what, None
+        if cache_dir is not None:
+            self._guard(lambda: setattr(self, "writer", store.EntryWriter(cache_dir, key, header)))
+
+    def _guard(self, action) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            _LOG.warning("flanmix cache: cannot store the entry of %s: %s", self.what, exc)
+            self.abort()
+
+    def __getattr__(self, name):  # items, dead_letter, counts, meta
+        def call(*args):
+            if self.writer is not None:
+                self._guard(lambda: getattr(self.writer, name)(*args))
+        return call
+
+    def abort(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.abort()
+
+    def commit(self) -> bool:
+        """True when the entry is now stored."""
+        if self.writer is None:
+            return False
+        self._guard(self.writer.commit)
+        stored, self.writer = self.writer is not None, None
+        return stored
+
+
+class CachedEncodeFn(beam.DoFn):
+    """Per source file: replay its entry, or read + render + tokenize it and store the entry."""
+
+    def __init__(self, cache_dir: str, task_keys: dict[str, str], render: RenderSlice, tokenize: TokenizeSlice,
+                 model_proto: bytes | None, num_threads: int = -1, exemplar_groups: bool = False):
+        self.cache_dir, self.task_keys, self.exemplar_groups = cache_dir, task_keys, exemplar_groups
+        self.render_fn = RenderBatchFn(render)
+        self.tokenize_fn = TokenizeBatchFn(tokenize, model_proto, num_threads)
+
+    def setup(self):
+        self.render_fn.setup()
+        self.tokenize_fn.setup()
+
+    def process(self, shard, table: SamplingTable):
+        dataset = shard.dataset
+        task = table.tasks[dataset]
+        if self.exemplar_groups and wants_groups(task.settings, task.count):  # no per-file entry: see above
+            for out in read_shard_batches(shard):
+                tag, value = _tagged(out)
+                yield out if tag is not None else beam.pvalue.TaggedOutput(ROWS, value)
+            yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_UNCACHEABLE.key(dataset): 1}))
+            return
+        path = keys.source_file(shard)
+        if path is None:
+            yield from self._build(shard, table, _SafeWriter(None, "", {}, keys.describe(shard)))
+            yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_UNCACHEABLE.key(dataset): 1}))
+            return
+        source_sha = keys.file_sha256(path)
+        key = keys.entry_key(self.task_keys[dataset], shard, source_sha, task, table.pools.get(dataset, ()))
+        entry, corrupt = store.load(self.cache_dir, key, keys.describe(shard))
+        if entry is not None:
+            yield from self._replay(dataset, entry)
+            yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_HITS.key(dataset): 1}))
+            return
+        extra = {counters.CACHE_MISSES.key(dataset): 1}
+        if corrupt:
+            extra[counters.CACHE_CORRUPT.key(dataset)] = 1
+        writer = _SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, "dataset": dataset, "source": path},
+                             keys.describe(shard))
+        try:
+            yield from self._build(shard, table, writer)
+        except BaseException:
+            writer.abort()
+            raise
+        if keys.file_sha256(path) != source_sha:  # changed while this build read it
+            _LOG.warning("flanmix cache: %s changed during the build; its entry is not stored", path)
+            writer.abort()
+        if not writer.commit():
+            extra[counters.CACHE_NOT_STORED.key(dataset)] = 1
+        yield beam.pvalue.TaggedOutput(STATS, Report(extra))
+
+    def _build(self, shard, table, writer):
+        """The cold path: ReadSources' reader, then the RenderTemplates and Tokenize DoFns, batch by batch."""
+        counts: Counter = Counter()
+        rendered = 0
+        for out in read_shard_batches(shard):
+            tag, value = _tagged(out)
+            if tag == STATS:
+                counts.update(value.counts)
+                continue
+            for r_out in self.render_fn.process(value, table):
+                r_tag, r_value = _tagged(r_out)
+                if r_tag == STATS:
+                    counts.update(r_value.counts)
+                elif r_tag == DEAD_LETTER:
+                    writer.dead_letter(r_value)
+                    yield r_out
+                else:
+                    rendered += len(r_value[1])
+                    for t_out in self.tokenize_fn.process(r_value):
+                        t_tag, t_value = _tagged(t_out)
+                        if t_tag == STATS:
+                            counts.update(t_value.counts)
+                        elif t_tag == DEAD_LETTER:
+                            writer.dead_letter(t_value)
+                            yield t_out
+                        else:
+                            writer.items(*t_value)
+                            yield t_out
+        counts = dict(counts)
+        writer.counts(counts)
+        writer.meta({"rendered": rendered})
+        yield beam.pvalue.TaggedOutput(STATS, Report(counts))
+
+    def _replay(self, dataset: str, entry: store.Entry):
+        for frame in entry.frames:
+            kind = frame[0]
+            if kind == "T":
+                yield frame[1], frame[2]
+            elif kind == "D":
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, frame[1])
+            elif kind == "R":
+                counters.READ_ROWS.counter(dataset).inc(frame[1].get(counters.READ.key(dataset), 0))
+                yield beam.pvalue.TaggedOutput(STATS, Report(frame[1]))
+            elif kind == "M":
+                counters.RENDERED.counter().inc(frame[1]["rendered"])
+                counters.RENDERED_BY_DATASET.counter(dataset).inc(frame[1]["rendered"])
+
+
+class CachedEncode(beam.PTransform):
+    """sources -> `.tokenized` (shard, ShardItems), [ROWS] (dataset, [RawRow]), [DEAD_LETTER], [STATS]; see the
+    module docstring."""
+
+    def __init__(self, plan: BuildPlan, model_proto: bytes | None, table, num_threads: int = -1):
+        super().__init__()
+        self.plan, self.model_proto, self.table, self.num_threads = plan, model_proto, table, num_threads
+
+    def expand(self, sources):
+        fn = CachedEncodeFn(self.plan.cache_dir, keys.task_keys(self.plan), RenderSlice.of(self.plan),
+                            TokenizeSlice.of(self.plan), self.model_proto, self.num_threads, self.plan.exemplar_groups)
+        return sources | "ReadRenderTokenize" >> beam.ParDo(fn, beam.pvalue.AsSingleton(self.table)).with_outputs(
+            ROWS, DEAD_LETTER, STATS, main="tokenized")

@@ -1,0 +1,328 @@
+"""`--cache` end to end, with the real Beam job on real CoT rows (the shipped samples, cut to 40 rows
+per task, in their raw TSV format, one line malformed so dead letters travel through the cache).
+
+A few-shot mixture: cot_gsm8k has few-shot templates, so it gets exemplar groups (its prompts show rows
+of its other file: its 40 rows lie in two files), while cot_creak and cot_qasc have zero-shot
+templates only and are served per file. Cold build, filled cache, warm rebuild (whole-corpus replay)
+and per-file replay publish the same bytes; one changed template misses only its dataset; a changed
+source file (even one byte, same size, same mtime) or another vocabulary is never served from the
+cache; a changed file of the few-shot task re-renders that whole task; corrupt or half-written entries
+are misses, with the corpus unchanged."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipelines import resources
+from pipelines.cache import corpus, store
+from pipelines.definitions.catalog import load_catalog
+from pipelines.definitions.mixtures import load_mixture
+from pipelines.definitions.templates import load_templates
+from pipelines.planning.plan import BuildOptions, make_plan
+from pipelines.runner.graph import run_build
+from pipelines.vocab import Vocabulary
+
+from emulators import s3_server  # noqa: F401 - fixture of the bucket test
+
+IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+DATASETS = {"cot_gsm8k": "gsm8k_train.tsv", "cot_creak": "creak_train.tsv", "cot_qasc": "qasc_train.tsv"}
+FEW_SHOT = "cot_gsm8k"  # exemplar groups: not served per file (two files, both counted `uncacheable`)
+SPLIT_FILES = ("gsm8k_a.tsv", "gsm8k_b.tsv")  # cot_gsm8k's rows, in two files read by one glob
+CACHED = sorted(set(DATASETS) - {FEW_SHOT})  # zero-shot only: one entry per file
+ENTRY = """schema_version: 1
+name: {name}
+collections: [cot]
+task_categories: [Question Answering]
+languages: [English]
+loader: {{type: cot_tsv, args: {{path: {path}}}}}
+splits: {{train: train}}
+fields: {{question: string, answer: string, rationale: string}}
+templates: [{templates}]
+"""
+FAMILY = """schema_version: 1
+family: own_{name}
+description: A template of {name}'s own, so a test can change one template.
+templates:
+  - id: own_{name}_q
+    shots: zero_shot
+    options: false
+    cot: true
+    inputs: |-
+      {text}
+      {{{{ question }}}}
+    targets: "{{{{ rationale }}}} So the answer is {{{{ answer }}}}."
+"""
+FEW_SHOT_TEMPLATE = """  - id: own_{name}_fs
+    shots: few_shot
+    options: false
+    cot: true
+    inputs: "{{{{ question }}}}"
+    targets: "{{{{ rationale }}}} {{{{ answer }}}}"
+"""
+MIXTURE = """schema_version: 1
+name: cached
+seed: 3
+sequence_length: {inputs: 256, targets: 96}
+overlong: drop
+prompt_settings: {zs_noopt: 0.5, fs_noopt: 0.5}
+members:
+  - dataset: cot_gsm8k
+  - mixture: zero_shot
+"""
+ZERO_SHOT = """schema_version: 1
+name: zero_shot
+prompt_settings: {zs_noopt: 1.0}
+members:
+""" + "".join(f"  - dataset: {n}\n" for n in CACHED)
+
+
+class Workspace:
+    """A catalog, templates and sources of our own under tmp, so the tests may change any of them."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.data, self.catalog, self.templates = root / "data", root / "catalog", root / "templates"
+        for d in (self.data, self.catalog):
+            d.mkdir(parents=True)
+        shutil.copytree(resources.templates_dir(), self.templates)
+        shipped = Path(resources.templates_dir()).parent / "task_catalog" / "data" / "cot"
+        for name, file in DATASETS.items():
+            lines = (shipped / file).read_bytes().split(b"\n")[:40]
+            if name == "cot_creak":
+                lines[5] = b"a line without its tabs"  # a dead letter (read stage)
+            if name == FEW_SHOT:
+                (self.data / "gsm8k").mkdir()
+                for part, half in zip(SPLIT_FILES, (lines[:20], lines[20:])):
+                    (self.data / "gsm8k" / part).write_bytes(b"\n".join(half) + b"\n")
+                path, templates = self.data / "gsm8k" / "*.tsv", f"cot_qa, own_{name}"
+            else:
+                (self.data / file).write_bytes(b"\n".join(lines) + b"\n")
+                path, templates = self.data / file, f"own_{name}"
+            (self.catalog / f"{name}.yaml").write_text(ENTRY.format(name=name, path=path, templates=templates))
+            self.family(name, "Answer the question.")
+        self.mixture = root / "cached.yaml"
+        self.mixture.write_text(MIXTURE)
+        (root / "zero_shot.yaml").write_text(ZERO_SHOT)  # its settings override the mixture's for its members
+        self.cache = str(root / "cache")
+        self.vocab = Vocabulary.load(resources.default_vocab_path())
+
+    def family(self, name: str, text: str) -> None:
+        family = FAMILY + (FEW_SHOT_TEMPLATE if name == FEW_SHOT else "")
+        (self.templates / f"own_{name}.yaml").write_text(family.format(name=name, text=text))
+
+    def build(self, out: str, cache: str | None = "default", vocab: Vocabulary | None = None, beam_args=()) -> dict:
+        vocab = vocab or self.vocab
+        plan = make_plan(load_mixture(self.mixture), load_catalog(self.catalog), load_templates(self.templates), vocab,
+                         BuildOptions(num_shards=2, cache=self.cache if cache == "default" else cache))
+        run_build(plan, vocab.model_proto, out, [*IN_MEMORY, *beam_args])
+        return plan
+
+
+def digest(out: Path) -> dict[str, str]:
+    """Every published file's SHA-256, the manifest's without its `cache` section."""
+    files = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(out.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    files["manifest.json"] = hashlib.sha256(json.dumps(_manifest(out), sort_keys=True).encode()).hexdigest()
+    return files
+
+
+def _manifest(out: Path) -> dict:
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest.pop("cache", None)
+    return manifest
+
+
+def cache_of(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())["cache"]
+
+
+def missed(out: Path) -> set[str]:
+    return {d for d, c in cache_of(out)["datasets"].items() if c["misses"]}
+
+
+def drop_corpus_layer(ws: Workspace) -> None:
+    """Forget the whole-corpus entries, so the next build runs the job on the per-file entries."""
+    shutil.rmtree(Path(ws.cache) / "v1" / "corpus")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    ws = Workspace(tmp_path_factory.mktemp("cache_ws"))
+    ws.cold = ws.root / "cold"
+    ws.build(str(ws.cold), cache=None)
+    return ws
+
+
+def test_cold_fill_warm_and_per_file_builds_publish_the_same_bytes(ws):
+    fill, warm, per_file = ws.root / "fill", ws.root / "warm", ws.root / "per_file"
+    ws.build(str(fill))
+    assert not (ws.cold / "manifest.json").read_text().count('"cache"')  # no --cache: no section at all
+    few_shot_files = {"hits": 0, "misses": 0, "uncacheable": 2}  # exemplar groups: never served per file
+    assert cache_of(fill) == {"corpus_hit": False, "hits": 0, "misses": 2, "corrupt": 0, "not_stored": 0, "uncacheable": 2,
+                              "datasets": {**{n: {"hits": 0, "misses": 1, "uncacheable": 0} for n in CACHED},
+                                           FEW_SHOT: few_shot_files}}
+    ws.build(str(warm))
+    assert cache_of(warm)["corpus_hit"] and cache_of(warm)["hits"] == 4
+    drop_corpus_layer(ws)
+    ws.build(str(per_file))
+    assert cache_of(per_file) == {**cache_of(fill), "hits": 2, "misses": 0,
+                                  "datasets": {**{n: {"hits": 1, "misses": 0, "uncacheable": 0} for n in CACHED},
+                                               FEW_SHOT: few_shot_files}}
+    cold = digest(ws.cold)
+    assert digest(fill) == cold and digest(warm) == cold and digest(per_file) == cold
+    manifest = _manifest(per_file)
+    assert manifest["datasets"]["cot_creak"]["dead_letter"]["read"] == 1  # replayed from the entries
+    assert sum(d["dead_letter"].get("tokenize", 0) for d in manifest["datasets"].values()) > 0  # overlong: drop
+    assert manifest["mixing"]["few_shot"]["exemplars_per_prompt"]  # few-shot prompts came through too
+    read = sum(d["rows_read"] for d in manifest["datasets"].values())
+    dead = sum(sum(d["dead_letter"].values()) for d in manifest["datasets"].values())
+    # The row ledger (stages.ledger) balanced, or nothing would have been published; rates are 1 here.
+    assert read == 120 and manifest["num_examples"] + dead == read
+
+
+def test_one_changed_template_misses_only_its_dataset(ws, tmp_path):
+    ws.build(str(tmp_path / "fill"))  # the cache holds the unchanged build
+    ws.family("cot_qasc", "Answer this question, please.")
+    try:
+        ws.build(str(tmp_path / "changed"))
+        assert missed(tmp_path / "changed") == {"cot_qasc"} and not cache_of(tmp_path / "changed")["corpus_hit"]
+        ws.build(str(tmp_path / "reference"), cache=None)
+        assert digest(tmp_path / "changed") == digest(tmp_path / "reference") != digest(ws.cold)
+    finally:
+        ws.family("cot_qasc", "Answer the question.")
+
+
+def test_a_changed_source_file_is_never_served_stale(ws, tmp_path):
+    ws.build(str(tmp_path / "fill"))
+    path = ws.data / DATASETS["cot_qasc"]
+    before, stat = path.read_bytes(), path.stat()
+    i = before.index(b"\t") - 1  # one byte of the first question: same size, and the mtime put back
+    changed = before[:i] + (b"X" if before[i:i + 1] != b"X" else b"Y") + before[i + 1:]
+    path.write_bytes(changed)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    try:
+        ws.build(str(tmp_path / "changed"))
+        assert missed(tmp_path / "changed") == {"cot_qasc"} and not cache_of(tmp_path / "changed")["corpus_hit"]
+        ws.build(str(tmp_path / "reference"), cache=None)
+        assert digest(tmp_path / "changed") == digest(tmp_path / "reference") != digest(ws.cold)
+    finally:
+        path.write_bytes(before)
+
+
+def _second_file_few_shot_keys(out: Path) -> list[str]:
+    """Copy keys of the few-shot task's few-shot examples whose row lies in its second file (row ids
+    `train:1:<line>`, `loaders.cot_tsv`)."""
+    import pyarrow.parquet as pq
+
+    found = []
+    for shard in sorted((out / "parquet").glob("*.parquet")):
+        for row in pq.read_table(shard, columns=["provenance"]).column("provenance").to_pylist():
+            for p in row:
+                dataset, _, setting, key = p.split("|")
+                if dataset == FEW_SHOT and setting.startswith("fs") and key.startswith("train:1:"):
+                    found.append(key)
+    return found
+
+
+def test_a_changed_file_of_the_few_shot_task_re_renders_the_whole_task(ws, tmp_path):
+    """Every row of the task's first file changes; its second file's few-shot prompts show rows of the
+    first (40 rows < group_size: one exemplar group), so an entry of the second file alone would be stale."""
+    assert _second_file_few_shot_keys(ws.cold)  # the second file has few-shot prompts, exemplars from the whole group
+    ws.build(str(tmp_path / "fill"))
+    path = ws.data / "gsm8k" / SPLIT_FILES[0]
+    before = path.read_bytes()
+    path.write_bytes(b"\n".join(b"Q: " + line if line else line for line in before.split(b"\n")))
+    try:
+        ws.build(str(tmp_path / "changed"))
+        c = cache_of(tmp_path / "changed")
+        assert not c["corpus_hit"] and c["hits"] == 2 and c["misses"] == 0
+        assert c["datasets"][FEW_SHOT] == {"hits": 0, "misses": 0, "uncacheable": 2}  # both files rendered again
+        ws.build(str(tmp_path / "reference"), cache=None)
+        assert digest(tmp_path / "changed") == digest(tmp_path / "reference") != digest(ws.cold)
+    finally:
+        path.write_bytes(before)
+
+
+def test_another_vocabulary_is_never_served_stale(ws, tmp_path):
+    import sentencepiece as spm
+
+    ws.build(str(tmp_path / "fill"))
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(line.replace("\t", " ") for f in sorted(ws.data.rglob("*.tsv"))
+                              for line in f.read_text().splitlines()))
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "small"), vocab_size=400,
+                                   pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=True, num_threads=1)
+    other = Vocabulary.load(str(tmp_path / "small.model"))
+    ws.build(str(tmp_path / "other"), vocab=other)
+    c = cache_of(tmp_path / "other")
+    assert c["hits"] == 0 and c["misses"] == 2 and not c["corpus_hit"]
+    assert _manifest(tmp_path / "other")["vocabulary"]["sha256"] == other.spec.sha256
+
+
+def test_corrupt_and_half_written_entries_are_misses(ws, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    ws.build(str(tmp_path / "fill"), cache=str(cache))
+    entries = sorted((cache / "v1").glob("*/*.entry"))
+    assert len(entries) == 2 and all(store.parse(p.read_bytes(), p.name[:-len(".entry")]).frames for p in entries)
+    index = next((cache / "v1" / "corpus").glob("*.json"))
+    stored_shard = next((index.parent / index.stem / "tfrecord").glob("*.tfrecord"))
+    data = bytearray(stored_shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a damaged file of the stored corpus: the job runs instead
+    stored_shard.write_bytes(bytes(data))
+    # One entry altered, the other cut short (what a non-atomic writer would leave); a crashed writer's
+    # temp file beside a name is ignored.
+    bad = bytearray(entries[0].read_bytes())
+    bad[len(bad) // 2] ^= 0x01
+    entries[0].write_bytes(bytes(bad))
+    Path(f"{entries[0]}.tmp-crashed").write_bytes(bytes(bad[: len(bad) // 2]))
+    entries[1].write_bytes(entries[1].read_bytes()[:-100])
+    with caplog.at_level("WARNING"):
+        ws.build(str(tmp_path / "after"), cache=str(cache))
+    c = cache_of(tmp_path / "after")
+    assert c["misses"] == 2 and c["corrupt"] == 2 and c["hits"] == 0 and not c["corpus_hit"]
+    assert digest(tmp_path / "after") == digest(ws.cold)
+    assert sum("flanmix cache: ignoring the entry" in r.getMessage() for r in caplog.records) == 2
+    assert sum("not using the stored corpus" in r.getMessage() for r in caplog.records) == 1
+    assert all(store.parse(p.read_bytes(), p.name[:-len(".entry")]).frames for p in entries)  # rewritten whole
+
+
+def test_cache_in_a_bucket(ws, tmp_path, s3_server):
+    """Entries in s3:// (moto_server): filled by one build, read by the next (its corpus layer removed,
+    so the job runs on the per-file entries). Beam makes a boto3 client per call: ~15 s here."""
+    cache = f"s3://{s3_server.bucket}/flanmix-cache"
+    ws.build(str(tmp_path / "fill"), cache=cache, beam_args=s3_server.beam_args)
+    client = s3_server.client()
+    stored = client.list_objects_v2(Bucket=s3_server.bucket, Prefix="flanmix-cache/v1/")["Contents"]
+    assert sum(o["Key"].endswith(".entry") for o in stored) == 2 and not any(".tmp-" in o["Key"] for o in stored)
+    client.delete_objects(Bucket=s3_server.bucket, Delete={"Objects": [
+        {"Key": o["Key"]} for o in stored if "/corpus/" in o["Key"]]})
+    ws.build(str(tmp_path / "per_file"), cache=cache, beam_args=s3_server.beam_args)
+    assert cache_of(tmp_path / "per_file")["hits"] == 2
+    assert digest(tmp_path / "fill") == digest(tmp_path / "per_file") == digest(ws.cold)
+
+
+def test_corpus_key_covers_the_vocabulary_sources_and_plan(ws):
+    plan = make_plan(load_mixture(ws.mixture), load_catalog(ws.catalog), load_templates(ws.templates), ws.vocab,
+                     BuildOptions(num_shards=2, cache=ws.cache))
+    import dataclasses
+
+    from pipelines.cache import keys
+
+    hashes = corpus.source_hashes(plan)
+    base = corpus.corpus_key(plan, hashes)
+    assert corpus.corpus_key(dataclasses.replace(plan, cache_dir="elsewhere"), hashes) == base
+    assert corpus.corpus_key(dataclasses.replace(plan, vocab_sha256="0" * 64), hashes) != base
+    assert corpus.corpus_key(dataclasses.replace(plan, seed=4), hashes) != base
+    assert corpus.corpus_key(plan, hashes[:-1] + ["0" * 64]) != base
+    tk = keys.task_keys(plan)
+    assert keys.task_keys(dataclasses.replace(plan, vocab_sha256="0" * 64)).keys() == tk.keys()
+    assert all(a != b for a, b in zip(tk.values(), keys.task_keys(dataclasses.replace(plan, vocab_sha256="0" * 64)).values()))
+    assert all(a != b for a, b in zip(tk.values(), keys.task_keys(dataclasses.replace(plan, inputs_length=255)).values()))
+    # what rendering reads beyond the datasets (issue 14's option formats) keys the entries too
+    assert all(a != b for a, b in zip(tk.values(), keys.task_keys(dataclasses.replace(plan, option_marker_answers=0.25)).values()))
+    assert plan.exemplar_groups  # the test mixture asks for few-shot prompts
