@@ -131,6 +131,13 @@ def replay(plan, output_dir: str, overwrite: bool) -> Lookup:
     index = _load_index(plan.cache_dir, key)
     if index is None:
         return Lookup(key, hashes)
+    live = _live_manifest(output_dir)
+    if live is not None and live != index["manifest"]:
+        # Another corpus is live here (an --overwrite of a different build): replaying would move files
+        # over the names it lists. The job publishes beside it and switches the manifest last instead
+        # (publish.commit); its per-file entries still serve.
+        _LOG.info("flanmix cache: %s holds another corpus; building it beside that one", output_dir)
+        return Lookup(key, hashes)
     staging = staging_dir(output_dir, (dataclasses.replace(plan, cache_dir=""), "corpus-cache"))
     source = _files_dir(plan.cache_dir, key)
     try:
@@ -145,6 +152,19 @@ def replay(plan, output_dir: str, overwrite: bool) -> Lookup:
         return Lookup(key, hashes)
     _publish(index, _replay_manifest(index["manifest"], plan), output_dir, staging, overwrite)
     return Lookup(key, hashes, replayed=True)
+
+
+def _live_manifest(output_dir: str) -> dict | None:
+    """The output's live manifest without its `cache` section; None when there is none (or it is unreadable)."""
+    path = manifest_path(output_dir)
+    if not _exists(path):
+        return None
+    try:
+        manifest = json.loads(_read(path).decode("utf-8"))
+    except ValueError:
+        return {"unreadable": True}
+    manifest.pop("cache", None)
+    return manifest
 
 
 def _delete_prefix(prefix: str) -> None:
@@ -182,7 +202,7 @@ def _publish(index: dict, manifest: dict, output_dir: str, staging: str, overwri
     staged_manifest = _join(staging, MANIFEST_NAME)
     _write(staged_manifest, manifest_bytes(manifest))
     commit._move_all([staged_manifest], [final_manifest])
-    commit._delete_staging(output_dir)
+    commit._delete_staging(staging)  # this replay's staging only
 
 
 def store(plan, lookup: Lookup, output_dir: str) -> bool:

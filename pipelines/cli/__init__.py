@@ -139,13 +139,8 @@ def cmd_build(args, beam_args: list[str]) -> int:
                 if not args.versioned or attempt == 9:
                     raise
                 output = staging.resolve_output(args.output, plan.mixture, args.versioned)
-    except Exception as exc:  # a FlanmixError raised inside the job arrives wrapped by the runner
-        from pipelines.runner.job_errors import flanmix_error_in
-
-        message = flanmix_error_in(exc)
-        if message is None:
-            raise
-        raise FlanmixError(message) from None
+    except Exception as exc:  # noqa: BLE001 - re-raised; a FlanmixError inside the job arrives wrapped
+        _reraise_job_error(exc)
     wall = time.perf_counter() - start
     if beam_options._has(beam_args, "template_location"):
         print(f"flanmix build: Dataflow template written to {beam_options._flag(beam_args, 'template_location')}")
@@ -220,13 +215,8 @@ def cmd_sources(args, beam_args: list[str]) -> int:
         start = time.perf_counter()
         try:
             run_snapshot(plan, beam_args, args.progress)
-        except Exception as exc:  # a FlanmixError raised inside the job arrives wrapped by the runner
-            from pipelines.runner.job_errors import flanmix_error_in
-
-            message = flanmix_error_in(exc)
-            if message is None:
-                raise
-            raise FlanmixError(message) from None
+        except Exception as exc:  # noqa: BLE001 - re-raised; a FlanmixError inside the job arrives wrapped
+            _reraise_job_error(exc)
         wall = time.perf_counter() - start
         snapshot = load(args.to)
         fetched = {j.dataset for j in plan.jobs}
@@ -397,6 +387,17 @@ def cmd_mixtures(args) -> int:
     else:
         print(format_plan(mixture, rows, target, skipped, verbose=args.verbose))
     return 0
+
+
+def _reraise_job_error(exc: Exception):
+    """A FlanmixError raised inside a job, unwrapped from the runner's error as one line; anything
+    else re-raised as it is."""
+    from pipelines.runner.job_errors import flanmix_error_in
+
+    message = flanmix_error_in(exc)
+    if message is None:
+        raise exc
+    raise FlanmixError(message) from None
 
 
 # --- vocab ---------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from pipelines import counters
 from pipelines.definitions.mixtures import FewShotConfig
 from pipelines.definitions.templates import Template
 from pipelines.errors import RenderError
+from pipelines.planning.fewshot import estimated_fit
 from pipelines.planning.hashing import keyed_choice, keyed_hash
 
 _TWO_64 = float(2**64)
@@ -211,12 +212,7 @@ def fit(vocab, query_ids: list[int], prompt: FewShotPrompt, budget: int) -> tupl
     ids = vocab.encode_batch(parts, num_threads=1)
     head = len(ids[0]) + len(ids[1]) + 2 if prompt.lead else len(ids[0]) + 1
     shot_ids = ids[2:] if prompt.lead else ids[1:]
-    k, used = 0, head
-    for s in shot_ids:
-        if used + len(s) + 1 > budget:
-            break
-        used += len(s) + 1
-        k += 1
+    k = estimated_fit([len(s) for s in shot_ids], head, budget)
     while k > 0:
         full = vocab.encode_batch([prompt.text(k)], num_threads=1)[0]
         if len(full) <= budget:

@@ -326,3 +326,23 @@ def test_corpus_key_covers_the_vocabulary_sources_and_plan(ws):
     # what rendering reads beyond the datasets (issue 14's option formats) keys the entries too
     assert all(a != b for a, b in zip(tk.values(), keys.task_keys(dataclasses.replace(plan, option_marker_answers=0.25)).values()))
     assert plan.exemplar_groups  # the test mixture asks for few-shot prompts
+
+
+def test_overwrite_replays_only_over_the_same_corpus(ws, tmp_path):
+    """--overwrite of an unchanged build is published from the cache; over another live corpus the job
+    runs instead (it publishes beside the live files and switches the manifest last), same bytes."""
+    out = tmp_path / "out"
+    ws.build(str(out))  # fills (or hits) the corpus layer for this plan
+    other = make_plan(load_mixture(ws.mixture), load_catalog(ws.catalog), load_templates(ws.templates), ws.vocab,
+                      BuildOptions(num_shards=2, seed=7))
+    run_build(other, ws.vocab.model_proto, str(out), IN_MEMORY, overwrite=True)  # another corpus is live now
+    plan = make_plan(load_mixture(ws.mixture), load_catalog(ws.catalog), load_templates(ws.templates), ws.vocab,
+                     BuildOptions(num_shards=2, cache=ws.cache))
+    run_build(plan, ws.vocab.model_proto, str(out), IN_MEMORY, overwrite=True)
+    assert not cache_of(out)["corpus_hit"]  # built by the job, beside the seed-7 corpus
+    shas = lambda d: sorted(f["sha256"] for f in _manifest(d)["files"])  # noqa: E731 - names may carry a run id
+    assert shas(out) == shas(ws.cold) and _manifest(out)["seed"] == _manifest(ws.cold)["seed"]
+    run_build(plan, ws.vocab.model_proto, str(out), IN_MEMORY, overwrite=True)  # the same corpus is live
+    assert cache_of(out)["corpus_hit"]
+    listed = {f["path"] for f in _manifest(out)["files"]}
+    assert all((out / p).is_file() for p in listed)
