@@ -274,19 +274,15 @@ def _nice_step(raw: float) -> float:
 # --- drawing off the critical path --------------------------------------------------------------
 # Importing matplotlib and drawing a first figure cost ~0.5 s, and each plot ~50 ms of layout and
 # rasterising, all of it holding the GIL. `flanmix build` on the local runner (in-process worker)
-# starts ONE helper process when it starts (`start_warming`): it imports matplotlib and draws
-# throwaway figures while the job runs (on another core, so the job's thread keeps the GIL). At the
-# end the helper forks its warmed self into PLOT_PROCESSES drawers that draw the six plots in
-# parallel, about a third of drawing them one after another in the job's process. Forking the warm
-# state, rather than starting and warming PLOT_PROCESSES interpreters, pays the interpreter start,
-# the matplotlib import and the warm-up once: two warmed interpreters cost the build ~0.6 s more CPU
-# (benchmarks/throughput.py, `cpu` counts the helpers) for the same wall. Where the helper cannot
-# fork, it draws its plots one after another. The bytes do not depend on any of it: the same function
-# draws each plot the same way wherever it runs; without a helper (`flanmix card`, tests, Beam worker
-# processes, Dataflow) the plots are drawn in-process, one after another.
+# starts PLOT_PROCESSES spawned helper processes when it starts (`start_warming`): each imports
+# matplotlib and draws a throwaway figure while the job runs (on another core, so the job's thread
+# keeps the GIL), and at the end the six plots are drawn in the helpers in parallel, about a third of
+# drawing them one after another in the job's process. The bytes do not depend on it: the same
+# function draws each plot the same way wherever it runs; without helpers (`flanmix card`, tests,
+# Beam worker processes, Dataflow) the plots are drawn in-process, one after another.
 
 PLOT_PROCESSES = 2
-_HELPER = None
+_HELPERS: list | None = None
 
 
 def _warm_up() -> None:
@@ -304,49 +300,9 @@ def _warm_up() -> None:
                         edges=tuple(float(10 * k) for k in range(11)), log_x=False, y_max=100.0))
 
 
-def _draw_forked(plots: list[PlotData], ways: int) -> list[bytes]:
-    """The PNGs of `plots` in order, drawn by this (warmed) process and `ways - 1` forked copies of it,
-    round robin; one after another here where fork is missing or fails."""
-    import os
-    import pickle
-
-    ways = min(ways, len(plots))
-    if ways < 2 or not hasattr(os, "fork"):
-        return [render_png(p) for p in plots]
-    children = []  # (share index, pid, read end)
-    for i in range(1, ways):
-        try:
-            read_fd, write_fd = os.pipe()
-            pid = os.fork()
-        except OSError:
-            break
-        if pid == 0:  # a drawer: draw share i, hand it back, leave without teardown
-            status = 1
-            try:
-                os.close(read_fd)
-                with os.fdopen(write_fd, "wb") as out:
-                    out.write(pickle.dumps([render_png(p) for p in plots[i::ways]]))
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_fd)
-        children.append((i, pid, read_fd))
-    result: list[bytes] = [b""] * len(plots)
-    drawn_here = {0} | {i for i in range(1, ways)} - {i for i, _, _ in children}  # shares no child took
-    for i in sorted(drawn_here):
-        result[i::ways] = [render_png(p) for p in plots[i::ways]]
-    for i, pid, read_fd in children:
-        with os.fdopen(read_fd, "rb") as inp:
-            data = inp.read()
-        _, status = os.waitpid(pid, 0)
-        result[i::ways] = (pickle.loads(data) if status == 0 and data
-                           else [render_png(p) for p in plots[i::ways]])  # a drawer failed: draw its share here
-    return result
-
-
 def _serve() -> None:
-    """The helper process (`start_warming`): warm up, then read one pickled list of PlotData from stdin
-    and write the pickled list of their PNGs (in order) to stdout."""
+    """A helper process (`start_warming`): warm up, then read one pickled list of PlotData from stdin
+    and write the pickled list of their PNGs to stdout."""
     import os
     import pickle
     import sys
@@ -354,55 +310,62 @@ def _serve() -> None:
     _warm_up()
     data = sys.stdin.buffer.read()
     if data:
-        sys.stdout.buffer.write(pickle.dumps(_draw_forked(pickle.loads(data), PLOT_PROCESSES)))
+        sys.stdout.buffer.write(pickle.dumps([render_png(p) for p in pickle.loads(data)]))
         sys.stdout.buffer.flush()
     os._exit(0)  # the parent reads to EOF: skip the interpreter's teardown (matplotlib's is ~0.1 s)
 
 
 def start_warming():
-    """Start the helper process (once, until `render_all` uses it): a plain interpreter running
+    """Start the helper processes (once, until `render_all` uses them): plain interpreters running
     `_serve` (not multiprocessing, whose spawned children re-import the caller's __main__). Returns
-    the helper, or None where processes cannot be started (the plots are then drawn in-process)."""
-    global _HELPER
-    if _HELPER is None:
+    the helpers, or None where processes cannot be started (the plots are then drawn in-process)."""
+    global _HELPERS
+    if _HELPERS is None:
         import os
         import subprocess
         import sys
 
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            _HELPER = subprocess.Popen([sys.executable, "-c", "from pipelines.publish.card_plots import _serve; _serve()"],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            _HELPERS = [subprocess.Popen([sys.executable, "-c", "from pipelines.publish.card_plots import _serve; _serve()"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+                        for _ in range(PLOT_PROCESSES)]
         except OSError:  # no processes here (e.g. a sandbox): draw in-process
-            _HELPER = None
-    return _HELPER
+            _HELPERS = None
+    return _HELPERS
 
 
-def _draw_in_helper(helper, plots: list[PlotData]) -> list[bytes]:
+def _draw_in_helpers(helpers: list, plots: list[PlotData]) -> list[bytes]:
     import pickle
 
-    helper.stdin.write(pickle.dumps(plots))
-    helper.stdin.close()
-    out = helper.stdout.read()
-    if helper.wait() != 0 or not out:
-        raise RuntimeError("the plot helper process failed")
-    pngs = pickle.loads(out)
-    if len(pngs) != len(plots):
-        raise RuntimeError("the plot helper process returned the wrong number of plots")
-    return pngs
+    shares = [plots[i::len(helpers)] for i in range(len(helpers))]  # round robin: similar work each
+    for helper, share in zip(helpers, shares):
+        helper.stdin.write(pickle.dumps(share))
+        helper.stdin.close()
+    drawn = []
+    for helper in helpers:
+        out = helper.stdout.read()
+        if helper.wait() != 0 or not out:
+            raise RuntimeError("a plot helper process failed")
+        drawn.append(pickle.loads(out))
+    result: list[bytes] = [b""] * len(plots)
+    for i, pngs in enumerate(drawn):
+        result[i::len(helpers)] = pngs
+    return result
 
 
 def render_all(plots: list[PlotData]) -> list[bytes]:
-    """The PNGs of `plots`, in order: in the helper process when `start_warming` started it (which then
-    exits), else here, one after another."""
-    global _HELPER
-    helper, _HELPER = _HELPER, None
-    if helper is not None:
+    """The PNGs of `plots`, in order: in the helper processes when `start_warming` started them
+    (which then exit), else here, one after another."""
+    global _HELPERS
+    helpers, _HELPERS = _HELPERS, None
+    if helpers:
         try:
-            return _draw_in_helper(helper, plots)
-        except Exception:  # noqa: BLE001 - the helper died or could not import: draw here instead
-            helper.kill()
-            helper.wait()
+            return _draw_in_helpers(helpers, plots)
+        except Exception:  # noqa: BLE001 - a helper died or could not import: draw here instead
+            for helper in helpers:
+                helper.kill()
+                helper.wait()
     return [render_png(p) for p in plots]
 
 
