@@ -50,6 +50,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import rss_anon  # noqa: E402 - one RssAnon reader for both benchmarks
+
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = 4
 ROWS_PER_FILE = 50_000
@@ -216,18 +219,6 @@ def run_skew(args, extra: list[str]) -> int:
     return 0
 
 
-def _rss_anon(pid: int) -> int:
-    """RssAnon of a process (heap: what grows with data; not mapped files or shared libraries)."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 class PeakRss(threading.Thread):
     """Largest total RSS (and RssAnon, `peak_anon`) of a process tree, and each process's own peak RSS
     (`per_process`), sampled every `interval` seconds."""
@@ -252,7 +243,7 @@ class PeakRss(threading.Thread):
                     continue
                 total += rss
                 self.per_process[p.pid] = max(self.per_process.get(p.pid, 0), rss)
-                anon += _rss_anon(p.pid)
+                anon += rss_anon(p.pid)
             self.peak = max(self.peak, total)
             self.peak_anon = max(self.peak_anon, anon)
             self._done.wait(self.interval)

@@ -182,6 +182,18 @@ def run_floor(catalog_dir: str, out: str, templates: str | None = None) -> dict:
     return {"examples": n, "tokens": tokens, "wall": wall, "cpu": cpu1 - cpu0, "rss_mib": rss, "startup": imports}
 
 
+def rss_anon(pid: int) -> int:
+    """RssAnon of a process (heap: what grows with data; not mapped files or shared libraries), 0 when gone."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class AnonSampler:
     """Peak anonymous memory (RssAnon: heap, not mapped files or shared libraries) of this process and
     its children, sampled every 50 ms in a thread; what grows with the corpus if anything does."""
@@ -193,17 +205,6 @@ class AnonSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _anon(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/status") as handle:
-                for line in handle:
-                    if line.startswith("RssAnon:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
     def _run(self) -> None:
         import psutil
 
@@ -213,7 +214,7 @@ class AnonSampler:
                 pids = [me.pid] + [c.pid for c in me.children(recursive=True)]
             except psutil.Error:
                 pids = [me.pid]
-            self.peak = max(self.peak, sum(self._anon(p) for p in pids))
+            self.peak = max(self.peak, sum(rss_anon(p) for p in pids))
             self._stop.wait(0.05)
 
     def stop(self) -> float:
