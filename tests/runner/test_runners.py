@@ -59,6 +59,22 @@ def test_dataflow_gets_the_setup_file_and_no_main_session(tmp_path, catalog, fam
     assert beam_options.remote_problems(plan, str(tmp_path / "out"), []) == []
 
 
+def test_option_views_are_made_once_share_values_and_are_not_pickled():
+    import pickle
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    options = beam_options.pipeline_options(["--direct_num_workers=3"])
+    first = options.view_as(DirectOptions)
+    assert options.view_as(DirectOptions) is first  # made once
+    assert first.direct_num_workers == 3
+    options.view_as(StandardOptions).streaming = True  # a value set through one view ...
+    assert options.view_as(StandardOptions).streaming is True
+    assert options.get_all_options()["streaming"] is True  # ... is the options' value
+    restored = pickle.loads(pickle.dumps(options))
+    assert "_views" not in restored.__dict__
+    assert restored.view_as(DirectOptions).direct_num_workers == 3
+    assert restored.view_as(StandardOptions).streaming is True
+
+
 @pytest.mark.parametrize("runner", ["DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"])
 def test_dask_runner_is_refused_with_the_reason(runner):
     with pytest.raises(FlanmixError, match="silently loses data written through file sinks"):
