@@ -1,5 +1,5 @@
 """How many output shards a build gets: one per 64 MiB of its expected OUTPUT, measured in source
-bytes (what a worker holds while it packs and writes a shard grows with the examples in it).
+bytes (a shard is one worker task: its files and its packing time grow with the examples in it).
 
 An output shard holds what the sampling puts in it: a task upsampled 20x puts 20 copies of each row
 in the corpus, a `--target_tokens` larger than one epoch more than the source holds. Counting the
@@ -28,8 +28,8 @@ from pipelines.definitions.mixtures import Mixture, default_target, resolve_weig
 from pipelines.loaders.base import SourceShard
 
 # One output shard per 64 MiB of (expected) source-equivalent output: ~60k Flan-like examples, a
-# ~100 MB TFRecord shard, and what one worker holds while packing and writing a shard (~12 KB per
-# example; benchmarks/scale.py).
+# ~100 MB TFRecord shard and one worker task's packing and writing (which streams, so the worker's
+# memory does not grow with the shard: stages/write.py).
 SOURCE_BYTES_PER_OUTPUT_SHARD = 64 * 1024 * 1024
 # Source bytes per source row where a loader cannot count rows without reading (a Flan-like row).
 ESTIMATED_BYTES_PER_ROW = 1024

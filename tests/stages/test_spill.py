@@ -27,7 +27,7 @@ def test_runs_round_trip_and_merge_like_a_full_sort(tmp_path):
     merged = list(spill.merge_runs([second[0], first[0]], shard_order_key))
     assert [m[3] for m in merged] == ["a|t|s|r1", "c|t|s|r5", "a|t|s|r0", "a|t|s|r2"]
     # order_shard takes runs and in-memory batches alike
-    examples = order_shard([second[0], ITEMS[0]])
+    examples = list(order_shard([second[0], ITEMS[0]]))
     assert [e.provenance for e in examples] == ["a|t|s|r1", "c|t|s|r5", "a|t|s|r0", "a|t|s|r2"]
     assert examples[0].inputs.tolist() == [5]
 
