@@ -229,6 +229,69 @@ def fit(vocab, query_ids: list[int], prompt: FewShotPrompt, budget: int) -> tupl
     return (full, k) if k else (query_ids, 0)
 
 
+def fit_batch(vocab, query_ids: Sequence[list[int]], prompts: Sequence[FewShotPrompt], budget: int
+              ) -> list[tuple[list[int], int]]:
+    """`fit` of many prompts at once, with the same answers (tested): each prompt walks `fit`'s steps
+    (estimate, down until the joined text fits, then up while one more exemplar still fits), but the
+    texts every prompt needs next are encoded together, one SentencePiece call per step over the
+    whole batch, on all cores (`num_threads=-1`; a call per text held the GIL for every prompt in turn
+    and kept few-shot builds at a tenth of zero-shot's speed). An encoding is never asked for twice."""
+    n = len(prompts)
+    heads, shots = [], []
+    flat: list[str] = []
+    for prompt in prompts:
+        parts = [prompt.lead, prompt.body, *prompt.shots] if prompt.lead else [prompt.body, *prompt.shots]
+        flat.extend(parts)
+    ids = vocab.encode_batch(flat, num_threads=-1) if flat else []
+    pos = 0
+    for prompt in prompts:
+        width = len(prompt.shots) + (2 if prompt.lead else 1)
+        part = ids[pos:pos + width]
+        pos += width
+        heads.append(len(part[0]) + len(part[1]) + 2 if prompt.lead else len(part[0]) + 1)
+        shots.append([len(s) for s in (part[2:] if prompt.lead else part[1:])])
+    k = [estimated_fit(shots[i], heads[i], budget) for i in range(n)]
+    down = [True] * n  # phase: down (until a text fits), then up (while one more fits)
+    full: list = [None] * n
+    done = [False] * n
+    known: list[dict[int, list[int]]] = [{} for _ in range(n)]  # k -> ids of prompt.text(k)
+
+    def advance(i: int) -> int | None:
+        """Walk prompt i's steps as far as its known encodings go: the k it needs next, or None when done."""
+        while True:
+            if down[i]:
+                if k[i] == 0:
+                    down[i], full[i] = False, None
+                    continue
+                got = known[i].get(k[i])
+                if got is None:
+                    return k[i]
+                if len(got) <= budget:
+                    down[i], full[i] = False, got
+                else:
+                    k[i] -= 1
+                continue
+            if not (k[i] < len(shots[i]) and (k[i] == 0 or full[i] is not None)):
+                done[i] = True
+                return None
+            got = known[i].get(k[i] + 1)
+            if got is None:
+                return k[i] + 1
+            if len(got) > budget:
+                done[i] = True
+                return None
+            full[i], k[i] = got, k[i] + 1
+
+    while True:
+        wanted = [(i, need) for i in range(n) if not done[i] for need in [advance(i)] if need is not None]
+        if not wanted:
+            break
+        encoded = vocab.encode_batch([prompts[i].text(need) for i, need in wanted], num_threads=-1)
+        for (i, need), got in zip(wanted, encoded):
+            known[i][need] = got
+    return [(full[i], k[i]) if k[i] else (query_ids[i], 0) for i in range(n)]
+
+
 def render_copy(compiled: Mapping, choice: CopyChoice, rows: Sequence, index: int, few_shot: FewShotConfig,
                 sep: str, option_format=None, marker_answer: bool = False, seed: int = 0, task: str = ""):
     """(inputs, targets, FewShotPrompt or (), exemplars that failed to render) of one copy of row

@@ -50,13 +50,16 @@ class TokenizeBatchFn(beam.DoFn):
             [e.inputs for e in examples] + [e.targets for e in examples], num_threads=self.num_threads
         )
         n = len(examples)
+        grouped = [i for i, e in enumerate(examples) if isinstance(e.shots, exemplars.FewShotPrompt)]
+        fitted = dict(zip(grouped, exemplars.fit_batch(  # exemplars from the row's group: fitted together
+            self.vocab, [ids[i] for i in grouped], [examples[i].shots for i in grouped], plan.inputs_length - 1)))
         by_shard: dict[int, ShardItems] = {}
         counts: Counter = Counter()
         for i, example in enumerate(examples):
             key, setting, shots = example.key, example.setting, example.shots
             input_ids = ids[i]
             if shots:
-                input_ids, k = self._fit_few_shot(example.inputs, input_ids, shots)
+                input_ids, k = fitted[i] if i in fitted else self._fit_few_shot(example.inputs, input_ids, shots)
                 counts[counters.FEWSHOT_K.key(str(k))] += 1
                 n_shots = len(shots.shots) if isinstance(shots, exemplars.FewShotPrompt) else len(shots)
                 if k < n_shots:

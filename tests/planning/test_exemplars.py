@@ -121,6 +121,27 @@ def test_fit_never_exceeds_the_budget_and_drops_whole_exemplars_from_the_end(cat
                 assert ids == query_ids
 
 
+def test_fit_batch_gives_fit_s_answers_for_every_prompt_of_a_batch(catalog, vocab):
+    """The batched fit (Tokenize's) against `fit` one prompt at a time: budgets from nothing fits to
+    everything fits, with and without a lead, 0 to 5 exemplars, in one batch."""
+    rows = real_rows(catalog, "cot_creak", 40)
+    rng = random.Random(1)
+    query_ids, prompts = [], []
+    for _ in range(120):
+        shots = [f"{r.fields['question']}\n{r.fields['answer']}" for r in rng.sample(rows, rng.randint(0, 5))]
+        lead = "Answer these." if rng.random() < 0.5 else ""
+        prompt = FewShotPrompt(lead, tuple(shots), f"Q: {rng.choice(rows).fields['question']}", rng.choice(["\n\n", "\n"]))
+        prompts.append(prompt)
+        query_ids.append(vocab.encode_batch([(lead + prompt.separator + prompt.body) if lead else prompt.body])[0])
+    kept = set()
+    for budget in (8, 40, 90, 160, 250, 1000):
+        want = [fit(vocab, q, p, budget) for q, p in zip(query_ids, prompts)]
+        assert exemplars.fit_batch(vocab, query_ids, prompts, budget) == want
+        kept |= {(k, len(p.shots)) for (_, k), p in zip(want, prompts)}
+    assert {k for k, _ in kept} == {0, 1, 2, 3, 4, 5} and any(k < n for k, n in kept)  # every cut, and some drops
+    assert exemplars.fit_batch(vocab, [], [], 100) == []
+
+
 def test_shared_lead_stops_at_a_paragraph_boundary():
     assert exemplars.shared_lead(["Do X.\n\nInput: a", "Do X.\n\nInput: b\nc"]) == "Do X."
     assert exemplars.shared_lead(["Input: a", "Input: b"]) == ""
