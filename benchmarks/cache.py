@@ -17,7 +17,8 @@ the Beam job + publish, without interpreter start-up and imports):
 
 `--few_shot` asks for half few-shot prompts (benchmarks/throughput.py's FEW_SHOT): every task then has
 exemplar groups, which the per-file layer does not serve (`pipelines.cache.stage`: counted
-`uncacheable`), so per_file and changed rebuild every task and only the whole-corpus layer helps.
+`uncacheable`) but the per-group layer does: per_file and changed read and group every task's rows
+again, and render and tokenize only the groups that miss (changed: cot_gsm8k's).
 
 The script checks that fill, warm and per_file publish the same bytes as cold (every file but manifest.json, whose
 `cache` section differs, and the manifest without it). Prints medians and `ratio warm/cold`.
@@ -58,7 +59,7 @@ CHANGED = "cot_gsm8k"
 
 
 def prepare(cot_dir: Path, work: Path, few_shot: bool = False) -> tuple[Path, Path, Path, list[str]]:
-    catalog, mixture = make_catalog(cot_dir, work, few_shot)
+    catalog, mixture = make_catalog(cot_dir, work, few_shot=few_shot)
     templates = work / "templates"
     shutil.copytree(ROOT / "templates", templates)
     names = sorted(p.stem for p in catalog.glob("*.yaml"))
@@ -149,9 +150,10 @@ def main() -> None:
             for kind, r in results.items():
                 walls[kind].append(r["wall"])
                 c = r["cache"] or {}
-                missed = sorted(n for n, d in (c.get("datasets") or {}).items() if d["misses"])
+                missed = sorted(n for n, d in (c.get("datasets") or {}).items() if d["misses"] or d.get("group_misses"))
                 print(f"run {run} {kind:8} wall {r['wall']:6.2f}s  examples {r['examples']}  "
                       f"hits {c.get('hits', '-')} misses {c.get('misses', '-')} uncacheable {c.get('uncacheable', '-')}"
+                      f" group hits {c.get('group_hits', '-')} misses {c.get('group_misses', '-')}"
                       + (f" ({', '.join(missed)})" if kind == "changed" else "")
                       + (f"  identical to cold: {same[kind]}" if kind in same else ""))
             if not all(same.values()):

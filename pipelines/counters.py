@@ -92,14 +92,20 @@ CACHE_HITS = Counter("cache_hit", ("dataset",), "source files whose tokenized ex
                      "cache.hits, cache.datasets.D.hits")
 CACHE_MISSES = Counter("cache_miss", ("dataset",), "source files read, rendered and tokenized with --cache on",
                        "cache.misses, cache.datasets.D.misses")
-CACHE_CORRUPT = Counter("cache_corrupt", ("dataset",), "stored entries that failed their checks (counted as misses too)",
+CACHE_CORRUPT = Counter("cache_corrupt", ("dataset",), "stored entries (of files or groups) that failed their checks (counted as misses too)",
                         "cache.corrupt")
 CACHE_NOT_STORED = Counter("cache_not_stored", ("dataset",), "misses whose entry could not be stored (write failed, "
                            "source changed during the build)", "cache.not_stored")
 CACHE_UNCACHEABLE = Counter("cache_uncacheable", ("dataset",), "source shards not served per file: no single file to key (hf, "
-                            "tfds), or a task with exemplar groups (few-shot: its prompts show rows of other files)",
+                            "tfds), or a task with exemplar groups (few-shot: its prompts show rows of other files; served per group)",
                             "cache.uncacheable")
-CACHE_COUNTERS = (CACHE_HITS, CACHE_MISSES, CACHE_CORRUPT, CACHE_NOT_STORED, CACHE_UNCACHEABLE)
+# ... and one per exemplar group of the tasks that have them (their files count `uncacheable`).
+CACHE_GROUP_HITS = Counter("cache_group_hit", ("dataset",), "exemplar groups (few-shot tasks) whose tokenized examples "
+                           "were read from --cache", "cache.group_hits, cache.datasets.D.group_hits")
+CACHE_GROUP_MISSES = Counter("cache_group_miss", ("dataset",), "exemplar groups rendered and tokenized with --cache on",
+                             "cache.group_misses, cache.datasets.D.group_misses")
+CACHE_COUNTERS = (CACHE_HITS, CACHE_MISSES, CACHE_CORRUPT, CACHE_NOT_STORED, CACHE_UNCACHEABLE, CACHE_GROUP_HITS,
+                  CACHE_GROUP_MISSES)
 
 REPORT_COUNTERS = (READ, SAMPLED_OUT, UPSAMPLED_COPIES, EXEMPLAR_RENDER_FAILED, FEWSHOT_K, FEWSHOT_DROPPED,
                    FEWSHOT_FELL_BACK, FEWSHOT_NO_EXEMPLAR, FEWSHOT_STYLE, EXEMPLAR_REUSE, OPTION_FORMAT,

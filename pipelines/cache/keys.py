@@ -9,8 +9,11 @@ source file's own SHA-256 and the task's row of the sampling table, which only t
 rate and prompt settings and its exemplar pool (the rows other examples of the task may show).
 
 A task with exemplar groups (`planning.exemplars.wants_groups`: a few-shot setting and two rows or
-more) has no per-file entry at all: its prompts show rows of its other files, and its groups'
-setting offsets are numbered across tasks, so no key of one file could cover them (`stage`).
+more) has no per-file entry: its prompts show rows of its other files, and its groups' setting
+offsets are numbered across tasks, so no key of one file could cover them. It has one entry per
+exemplar group instead (`group_key`), keyed after the rows are grouped: the task key, the group's
+ordinal among all tasks' groups, the task's rate and prompt settings, and the content of every row
+of the group, which is everything its prompts are made of (`stage.CachedGroupEncodeFn`).
 """
 from __future__ import annotations
 
@@ -138,3 +141,25 @@ def describe(shard: SourceShard) -> str:
     return f"{shard.dataset} ({path})" if path else f"{shard.dataset} (shard {shard.index})"
 
 
+
+
+def rows_digest(rows) -> str:
+    """SHA-256 of what rendering reads of raw rows: each row's id and parsed fields, in order."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps([row.row_id, row.fields], sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                            default=_plain).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def group_key(task_key: str, dataset: str, ordinal: int, task, rows) -> str:
+    """The key of one exemplar group's entry: `rows` are the group's members as rendering gets them
+    (sorted by id), `ordinal` the group's number among all tasks' groups (its setting offset), `task`
+    the task's `sampling.TaskSampling` (rate and prompt settings decide the copies and their settings)."""
+    return _digest({
+        "task": task_key, "group": {"dataset": dataset, "ordinal": ordinal},
+        "rate": float(task.rate).hex(),
+        "settings": [(s, float(p).hex()) for s, p in task.settings],
+        "rows": rows_digest(rows),
+    })

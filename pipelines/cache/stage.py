@@ -3,14 +3,19 @@ one DoFn per source file that either replays the file's stored entry or runs tho
 DoFns on it (the same code, fused) and stores what they emitted.
 
     sources | CachedEncode(plan, model, table)  ->  .tokenized (shard, ShardItems), [ROWS], [DEAD_LETTER], [STATS]
+    [ROWS] | GroupExemplars | CachedGroupEncode(plan, model, table)  ->  .tokenized, [DEAD_LETTER], [STATS]
 
 Tasks with exemplar groups (a few-shot setting and two rows or more, `planning.exemplars.wants_groups`)
 are not served per file: a prompt of theirs shows rows of the task's other files, and each group's
 setting offset comes from its ordinal among ALL tasks' groups (`stages.exemplars.group_ordinals`), so
 one file's output depends on every file of the task and on other tasks' row counts. Their files are
-read here and their raw row batches leave on [ROWS], for the graph's usual GroupExemplars |
-RenderTemplates | Tokenize; each such file counts as `cache_uncacheable`. (The whole-corpus layer,
-`cache.corpus`, still replays them: its key covers the plan and every source file.)
+read here (each counts as `cache_uncacheable`) and their raw row batches leave on [ROWS] for the
+graph's usual GroupExemplars; then `CachedGroupEncode` serves each exemplar group from an entry of
+its own, keyed by its rows' content, its ordinal and the task (`keys.group_key`), or renders and
+tokenizes it (RenderTemplates' and Tokenize's DoFns) and stores it. So a changed template or source
+file of one few-shot task re-renders that task's groups only; what every build still pays for such
+a task is reading its files and grouping their rows. (The whole-corpus layer, `cache.corpus`, replays
+everything: its key covers the plan and every source file.)
 
 Outputs are the same records a cold build's stages emit, so Pack, WriteCorpus, MergeReports and the
 manifest cannot tell a warm build from a cold one, except for the cache counters
@@ -83,12 +88,12 @@ class _SafeWriter:
         return stored
 
 
-class CachedEncodeFn(beam.DoFn):
-    """Per source file: replay its entry, or read + render + tokenize it and store the entry."""
+class _EncodeFn(beam.DoFn):
+    """RenderTemplates' and Tokenize's DoFns fused, recording what they emit into an entry writer."""
 
     def __init__(self, cache_dir: str, task_keys: dict[str, str], render: RenderSlice, tokenize: TokenizeSlice,
-                 model_proto: bytes | None, num_threads: int = -1, exemplar_groups: bool = False):
-        self.cache_dir, self.task_keys, self.exemplar_groups = cache_dir, task_keys, exemplar_groups
+                 model_proto: bytes | None, num_threads: int = -1):
+        self.cache_dir, self.task_keys = cache_dir, task_keys
         self.render_fn = RenderBatchFn(render)
         self.tokenize_fn = TokenizeBatchFn(tokenize, model_proto, num_threads)
 
@@ -96,10 +101,69 @@ class CachedEncodeFn(beam.DoFn):
         self.render_fn.setup()
         self.tokenize_fn.setup()
 
+    def _encode(self, element, table, writer, counts: Counter):
+        """Render and tokenize one RenderTemplates input (a row batch or an exemplar group): yields the
+        main and dead-letter outputs, adds the counts to `counts`; returns the examples rendered."""
+        rendered = 0
+        for r_out in self.render_fn.process(element, table):
+            r_tag, r_value = _tagged(r_out)
+            if r_tag == STATS:
+                counts.update(r_value.counts)
+            elif r_tag == DEAD_LETTER:
+                writer.dead_letter(r_value)
+                yield r_out
+            else:
+                rendered += len(r_value[1])
+                for t_out in self.tokenize_fn.process(r_value):
+                    t_tag, t_value = _tagged(t_out)
+                    if t_tag == STATS:
+                        counts.update(t_value.counts)
+                    elif t_tag == DEAD_LETTER:
+                        writer.dead_letter(t_value)
+                        yield t_out
+                    else:
+                        writer.items(*t_value)
+                        yield t_out
+        return rendered
+
+    def _store(self, key: str, header: dict, what: str, build, extra: dict, miss_counter):
+        """The miss path shared by files and groups: run `build(writer)` (a generator), commit the entry."""
+        extra[miss_counter] = 1
+        writer = _SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, **header}, what)
+        try:
+            yield from build(writer)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+
+    def _replay(self, dataset: str, entry: store.Entry):
+        for frame in entry.frames:
+            kind = frame[0]
+            if kind == "T":
+                yield frame[1], frame[2]
+            elif kind == "D":
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, frame[1])
+            elif kind == "R":
+                counters.READ_ROWS.counter(dataset).inc(frame[1].get(counters.READ.key(dataset), 0))
+                yield beam.pvalue.TaggedOutput(STATS, Report(frame[1]))
+            elif kind == "M":
+                counters.RENDERED.counter().inc(frame[1]["rendered"])
+                counters.RENDERED_BY_DATASET.counter(dataset).inc(frame[1]["rendered"])
+
+
+class CachedEncodeFn(_EncodeFn):
+    """Per source file: replay its entry, or read + render + tokenize it and store the entry."""
+
+    def __init__(self, cache_dir: str, task_keys: dict[str, str], render: RenderSlice, tokenize: TokenizeSlice,
+                 model_proto: bytes | None, num_threads: int = -1, exemplar_groups: bool = False):
+        super().__init__(cache_dir, task_keys, render, tokenize, model_proto, num_threads)
+        self.exemplar_groups = exemplar_groups
+
     def process(self, shard, table: SamplingTable):
         dataset = shard.dataset
         task = table.tasks[dataset]
-        if self.exemplar_groups and wants_groups(task.settings, task.count):  # no per-file entry: see above
+        if self.exemplar_groups and wants_groups(task.settings, task.count):  # served per group: see above
             for out in read_shard_batches(shard):
                 tag, value = _tagged(out)
                 yield out if tag is not None else beam.pvalue.TaggedOutput(ROWS, value)
@@ -117,16 +181,9 @@ class CachedEncodeFn(beam.DoFn):
             yield from self._replay(dataset, entry)
             yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_HITS.key(dataset): 1}))
             return
-        extra = {counters.CACHE_MISSES.key(dataset): 1}
-        if corrupt:
-            extra[counters.CACHE_CORRUPT.key(dataset)] = 1
-        writer = _SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, "dataset": dataset, "source": path},
-                             keys.describe(shard))
-        try:
-            yield from self._build(shard, table, writer)
-        except BaseException:
-            writer.abort()
-            raise
+        extra = {counters.CACHE_CORRUPT.key(dataset): 1} if corrupt else {}
+        writer = yield from self._store(key, {"dataset": dataset, "source": path}, keys.describe(shard),
+                                        lambda w: self._build(shard, table, w), extra, counters.CACHE_MISSES.key(dataset))
         if keys.file_sha256(path) != source_sha:  # changed while this build read it
             _LOG.warning("flanmix cache: %s changed during the build; its entry is not stored", path)
             writer.abort()
@@ -143,43 +200,50 @@ class CachedEncodeFn(beam.DoFn):
             if tag == STATS:
                 counts.update(value.counts)
                 continue
-            for r_out in self.render_fn.process(value, table):
-                r_tag, r_value = _tagged(r_out)
-                if r_tag == STATS:
-                    counts.update(r_value.counts)
-                elif r_tag == DEAD_LETTER:
-                    writer.dead_letter(r_value)
-                    yield r_out
-                else:
-                    rendered += len(r_value[1])
-                    for t_out in self.tokenize_fn.process(r_value):
-                        t_tag, t_value = _tagged(t_out)
-                        if t_tag == STATS:
-                            counts.update(t_value.counts)
-                        elif t_tag == DEAD_LETTER:
-                            writer.dead_letter(t_value)
-                            yield t_out
-                        else:
-                            writer.items(*t_value)
-                            yield t_out
+            rendered += yield from self._encode(value, table, writer, counts)
         counts = dict(counts)
         writer.counts(counts)
         writer.meta({"rendered": rendered})
         yield beam.pvalue.TaggedOutput(STATS, Report(counts))
 
-    def _replay(self, dataset: str, entry: store.Entry):
-        for frame in entry.frames:
-            kind = frame[0]
-            if kind == "T":
-                yield frame[1], frame[2]
-            elif kind == "D":
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, frame[1])
-            elif kind == "R":
-                counters.READ_ROWS.counter(dataset).inc(frame[1].get(counters.READ.key(dataset), 0))
-                yield beam.pvalue.TaggedOutput(STATS, Report(frame[1]))
-            elif kind == "M":
-                counters.RENDERED.counter().inc(frame[1]["rendered"])
-                counters.RENDERED_BY_DATASET.counter(dataset).inc(frame[1]["rendered"])
+
+class CachedGroupEncodeFn(_EncodeFn):
+    """Per exemplar group (dataset, rows, ordinal) from GroupExemplars: replay its entry, or render +
+    tokenize it and store the entry (`keys.group_key`). A (dataset, rows) batch (a grouped task's rows
+    that will be dead-lettered) is rendered as it is, with no entry."""
+
+    def process(self, element, table: SamplingTable):
+        dataset = element[0]
+        if len(element) != 3:
+            counts: Counter = Counter()
+            yield from self._encode(element, table, _SafeWriter(None, "", {}, dataset), counts)
+            if counts:
+                yield beam.pvalue.TaggedOutput(STATS, Report(dict(counts)))
+            return
+        _, rows, ordinal = element
+        key = keys.group_key(self.task_keys[dataset], dataset, ordinal, table.tasks[dataset], rows)
+        what = f"{dataset} (exemplar group {ordinal})"
+        entry, corrupt = store.load(self.cache_dir, key, what)
+        if entry is not None:
+            yield from self._replay(dataset, entry)
+            yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_GROUP_HITS.key(dataset): 1}))
+            return
+        extra = {counters.CACHE_CORRUPT.key(dataset): 1} if corrupt else {}
+        writer = yield from self._store(key, {"dataset": dataset, "source": f"exemplar group {ordinal}"}, what,
+                                        lambda w: self._build(element, table, w), extra,
+                                        counters.CACHE_GROUP_MISSES.key(dataset))
+        if not writer.commit():
+            extra[counters.CACHE_NOT_STORED.key(dataset)] = 1
+        yield beam.pvalue.TaggedOutput(STATS, Report(extra))
+
+    def _build(self, element, table, writer):
+        counts: Counter = Counter()
+        rendered = yield from self._encode(element, table, writer, counts)
+        counts = dict(counts)
+        writer.counts(counts)
+        writer.meta({"rendered": rendered})
+        if counts:
+            yield beam.pvalue.TaggedOutput(STATS, Report(counts))
 
 
 class CachedEncode(beam.PTransform):
@@ -195,3 +259,18 @@ class CachedEncode(beam.PTransform):
                             TokenizeSlice.of(self.plan), self.model_proto, self.num_threads, self.plan.exemplar_groups)
         return sources | "ReadRenderTokenize" >> beam.ParDo(fn, beam.pvalue.AsSingleton(self.table)).with_outputs(
             ROWS, DEAD_LETTER, STATS, main="tokenized")
+
+
+class CachedGroupEncode(beam.PTransform):
+    """GroupExemplars' output -> `.tokenized` (shard, ShardItems), [DEAD_LETTER], [STATS]: RenderTemplates |
+    Tokenize, with an entry per exemplar group (see the module docstring)."""
+
+    def __init__(self, plan: BuildPlan, model_proto: bytes | None, table, num_threads: int = -1):
+        super().__init__()
+        self.plan, self.model_proto, self.table, self.num_threads = plan, model_proto, table, num_threads
+
+    def expand(self, groups):
+        fn = CachedGroupEncodeFn(self.plan.cache_dir, keys.task_keys(self.plan), RenderSlice.of(self.plan),
+                                 TokenizeSlice.of(self.plan), self.model_proto, self.num_threads)
+        return groups | "RenderTokenizeGroups" >> beam.ParDo(fn, beam.pvalue.AsSingleton(self.table)).with_outputs(
+            DEAD_LETTER, STATS, main="tokenized")

@@ -182,7 +182,9 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
     if cache:  # --cache (pipelines/cache)
         print("cache: unchanged, the stored corpus was published without a job" if cache["corpus_hit"] else
               f"cache: {cache['hits']} source file(s) served, {cache['misses']} built"
-              + (f", {cache['uncacheable']} not cacheable (few-shot groups, hf/tfds)" if cache["uncacheable"] else "")
+              + (f", {cache['uncacheable']} not cacheable per file (few-shot tasks, hf/tfds)" if cache["uncacheable"] else "")
+              + (f"; exemplar groups: {cache.get('group_hits', 0)} served, {cache.get('group_misses', 0)} built"
+                 if cache.get("group_hits") or cache.get("group_misses") else "")
               + (f", {cache['corrupt']} corrupt entries ignored" if cache["corrupt"] else ""))
     data_dirs = "jsonl/" if manifest.get("format") == "jsonl" else ", ".join(f"{f}/" for f in manifest.get("formats") or ("tfrecord", "parquet"))
     print(f"output: {output} (manifest.json, {data_dirs}, dead_letter/)" + (f"; wall {wall:.1f}s" if wall else ""))

@@ -129,22 +129,27 @@ def packing_efficiency(plan: BuildPlan, c: dict) -> dict | None:
 
 
 def cache_section(c: dict) -> dict | None:
-    """What `--cache` did, per source file (counters.CACHE_*); None for a build without a cache, so
+    """What `--cache` did, per source file and per exemplar group (counters.CACHE_*); None for a build without a cache, so
     its manifest has no `cache` key. The one part of a manifest a warm build changes."""
     if not any(counter.matches(key) for key in c for counter in k.CACHE_COUNTERS):
         return None
     datasets: dict = defaultdict(dict)
     for key, value in c.items():
-        for counter, name in ((k.CACHE_HITS, "hits"), (k.CACHE_MISSES, "misses"), (k.CACHE_UNCACHEABLE, "uncacheable")):
+        for counter, name in PER_DATASET_CACHE:
             if counter.matches(key):
                 datasets[key[1]][name] = value
     return {
         "corpus_hit": False,  # True: the whole corpus was replayed without a job (pipelines/cache/corpus.py)
         "hits": k.total(c, k.CACHE_HITS), "misses": k.total(c, k.CACHE_MISSES), "corrupt": k.total(c, k.CACHE_CORRUPT),
         "not_stored": k.total(c, k.CACHE_NOT_STORED), "uncacheable": k.total(c, k.CACHE_UNCACHEABLE),
-        "datasets": {name: {"hits": d.get("hits", 0), "misses": d.get("misses", 0), "uncacheable": d.get("uncacheable", 0)}
-                     for name, d in sorted(datasets.items())},
+        "group_hits": k.total(c, k.CACHE_GROUP_HITS), "group_misses": k.total(c, k.CACHE_GROUP_MISSES),
+        "datasets": {name: {n: d.get(n, 0) for _, n in PER_DATASET_CACHE} for name, d in sorted(datasets.items())},
     }
+
+
+# what the cache section counts per dataset: per source file, then per exemplar group (few-shot tasks)
+PER_DATASET_CACHE = ((k.CACHE_HITS, "hits"), (k.CACHE_MISSES, "misses"), (k.CACHE_UNCACHEABLE, "uncacheable"),
+                     (k.CACHE_GROUP_HITS, "group_hits"), (k.CACHE_GROUP_MISSES, "group_misses"))
 
 
 def build_manifest(plan: BuildPlan, report: Report, table: SamplingTable | None = None) -> dict:

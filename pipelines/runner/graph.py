@@ -66,17 +66,16 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     )
     sources = pipeline | "ListSources" >> beam.Create(list(plan.sources), reshuffle=parallel)
     if plan.cache_dir:  # --cache: per source file, its stored entry or read + render + tokenize (pipelines/cache)
-        from pipelines.cache.stage import ROWS, CachedEncode
+        from pipelines.cache.stage import ROWS, CachedEncode, CachedGroupEncode
 
         cached = sources | "CachedEncode" >> CachedEncode(plan, model, table, num_threads)
         stages, stats, items = (cached,), (), cached.tokenized
         pack_spill = staging if spill else None
-        if plan.exemplar_groups:  # tasks with exemplar groups bypass the entries: their rows take the usual path
+        if plan.exemplar_groups:  # tasks with exemplar groups: their rows are grouped, then served per group
             rows = cached[ROWS] | "GroupExemplars" >> GroupExemplars(plan, table, spill_dir=staging if spill else None)
-            rendered = rows | "RenderTemplates" >> RenderTemplates(plan, table)
-            tokenized = rendered.rendered | "Tokenize" >> Tokenize(plan, model, num_threads)
-            stages = (cached, rendered, tokenized)
-            items = (cached.tokenized, tokenized.tokenized)
+            grouped = rows | "CachedGroupEncode" >> CachedGroupEncode(plan, model, table, num_threads)
+            stages = (cached, grouped)
+            items = (cached.tokenized, grouped.tokenized)
             # Each branch spills in its own stage and only the run references meet, in Pack's shuffle: with a
             # Flatten straight into Pack's spill DoFn, multi_processing builds lost examples now and then
             # (the row ledger caught 4 of ~20 few-shot builds; 0 of 10 since).

@@ -1,15 +1,17 @@
 """`--cache` end to end, with the real Beam job on real CoT rows (the shipped samples, cut to 40 rows
 per task, in their raw TSV format, one line malformed so dead letters travel through the cache).
 
-A few-shot mixture: cot_gsm8k has few-shot templates, so it gets exemplar groups (its prompts show rows
-of its other file: its 40 rows lie in two files), while cot_creak and cot_qasc have zero-shot
-templates only and are served per file. Cold build, filled cache, warm rebuild (whole-corpus replay)
-and per-file replay publish the same bytes; one changed template misses only its dataset; a changed
-source file (even one byte, same size, same mtime) or another vocabulary is never served from the
-cache; a changed file of the few-shot task re-renders that whole task; corrupt or half-written entries
-are misses, with the corpus unchanged."""
+A few-shot mixture: cot_gsm8k has few-shot templates, so it gets exemplar groups (two groups of its
+40 rows, which lie in two files: its prompts show rows of its other file), served per group, while
+cot_creak and cot_qasc have zero-shot templates only and are served per file. Cold build, filled
+cache, warm rebuild (whole-corpus replay) and per-file replay publish the same bytes; one changed
+template misses only its dataset; a changed source file (even one byte, same size, same mtime) or
+another vocabulary is never served from the cache; one changed row of the few-shot task re-renders
+only its exemplar group, a changed file of it every group holding its rows; corrupt or half-written
+entries are misses, with the corpus unchanged."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -31,7 +33,8 @@ from emulators import s3_server  # noqa: F401 - fixture of the bucket test
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 DATASETS = {"cot_gsm8k": "gsm8k_train.tsv", "cot_creak": "creak_train.tsv", "cot_qasc": "qasc_train.tsv"}
-FEW_SHOT = "cot_gsm8k"  # exemplar groups: not served per file (two files, both counted `uncacheable`)
+FEW_SHOT = "cot_gsm8k"  # exemplar groups: served per group, not per file (two files, both counted `uncacheable`)
+GROUPS = 2  # cot_gsm8k's exemplar groups: 40 rows // group_size 16
 SPLIT_FILES = ("gsm8k_a.tsv", "gsm8k_b.tsv")  # cot_gsm8k's rows, in two files read by one glob
 CACHED = sorted(set(DATASETS) - {FEW_SHOT})  # zero-shot only: one entry per file
 ENTRY = """schema_version: 1
@@ -70,6 +73,7 @@ seed: 3
 sequence_length: {inputs: 256, targets: 96}
 overlong: drop
 prompt_settings: {zs_noopt: 0.5, fs_noopt: 0.5}
+few_shot: {group_size: 16}
 members:
   - dataset: cot_gsm8k
   - mixture: zero_shot
@@ -142,7 +146,8 @@ def cache_of(out: Path) -> dict:
 
 
 def missed(out: Path) -> set[str]:
-    return {d for d, c in cache_of(out)["datasets"].items() if c["misses"]}
+    """Datasets with a source file or an exemplar group that was not served from the cache."""
+    return {d for d, c in cache_of(out)["datasets"].items() if c["misses"] or c["group_misses"]}
 
 
 def drop_corpus_layer(ws: Workspace) -> None:
@@ -162,17 +167,19 @@ def test_cold_fill_warm_and_per_file_builds_publish_the_same_bytes(ws):
     fill, warm, per_file = ws.root / "fill", ws.root / "warm", ws.root / "per_file"
     ws.build(str(fill))
     assert not (ws.cold / "manifest.json").read_text().count('"cache"')  # no --cache: no section at all
-    few_shot_files = {"hits": 0, "misses": 0, "uncacheable": 2}  # exemplar groups: never served per file
+    few_shot_files = {"hits": 0, "misses": 0, "uncacheable": 2}  # exemplar groups: never served per file ...
+    no_groups = {"group_hits": 0, "group_misses": 0}
     assert cache_of(fill) == {"corpus_hit": False, "hits": 0, "misses": 2, "corrupt": 0, "not_stored": 0, "uncacheable": 2,
-                              "datasets": {**{n: {"hits": 0, "misses": 1, "uncacheable": 0} for n in CACHED},
-                                           FEW_SHOT: few_shot_files}}
+                              "group_hits": 0, "group_misses": GROUPS,  # ... but per group
+                              "datasets": {**{n: {"hits": 0, "misses": 1, "uncacheable": 0, **no_groups} for n in CACHED},
+                                           FEW_SHOT: {**few_shot_files, "group_hits": 0, "group_misses": GROUPS}}}
     ws.build(str(warm))
     assert cache_of(warm)["corpus_hit"] and cache_of(warm)["hits"] == 4
     drop_corpus_layer(ws)
     ws.build(str(per_file))
-    assert cache_of(per_file) == {**cache_of(fill), "hits": 2, "misses": 0,
-                                  "datasets": {**{n: {"hits": 1, "misses": 0, "uncacheable": 0} for n in CACHED},
-                                               FEW_SHOT: few_shot_files}}
+    assert cache_of(per_file) == {**cache_of(fill), "hits": 2, "misses": 0, "group_hits": GROUPS, "group_misses": 0,
+                                  "datasets": {**{n: {"hits": 1, "misses": 0, "uncacheable": 0, **no_groups} for n in CACHED},
+                                               FEW_SHOT: {**few_shot_files, "group_hits": GROUPS, "group_misses": 0}}}
     cold = digest(ws.cold)
     assert digest(fill) == cold and digest(warm) == cold and digest(per_file) == cold
     manifest = _manifest(per_file)
@@ -231,7 +238,8 @@ def _second_file_few_shot_keys(out: Path) -> list[str]:
 
 def test_a_changed_file_of_the_few_shot_task_re_renders_the_whole_task(ws, tmp_path):
     """Every row of the task's first file changes; its second file's few-shot prompts show rows of the
-    first (40 rows < group_size: one exemplar group), so an entry of the second file alone would be stale."""
+    first (both groups hold rows of both files), so an entry of the second file alone would be stale:
+    every group misses."""
     assert _second_file_few_shot_keys(ws.cold)  # the second file has few-shot prompts, exemplars from the whole group
     ws.build(str(tmp_path / "fill"))
     path = ws.data / "gsm8k" / SPLIT_FILES[0]
@@ -241,11 +249,58 @@ def test_a_changed_file_of_the_few_shot_task_re_renders_the_whole_task(ws, tmp_p
         ws.build(str(tmp_path / "changed"))
         c = cache_of(tmp_path / "changed")
         assert not c["corpus_hit"] and c["hits"] == 2 and c["misses"] == 0
-        assert c["datasets"][FEW_SHOT] == {"hits": 0, "misses": 0, "uncacheable": 2}  # both files rendered again
+        assert c["datasets"][FEW_SHOT] == {"hits": 0, "misses": 0, "uncacheable": 2,
+                                           "group_hits": 0, "group_misses": GROUPS}  # both groups rendered again
         ws.build(str(tmp_path / "reference"), cache=None)
         assert digest(tmp_path / "changed") == digest(tmp_path / "reference") != digest(ws.cold)
     finally:
         path.write_bytes(before)
+
+
+def test_one_changed_row_of_the_few_shot_task_re_renders_only_its_group(ws, tmp_path):
+    """One byte of one question of cot_gsm8k (same size): its file is read again (few-shot files always
+    are), the exemplar group holding that row misses and the other is served; then its few-shot
+    template changes and every group of it misses, while the zero-shot datasets are still served."""
+    ws.build(str(tmp_path / "fill"))
+    path = ws.data / "gsm8k" / SPLIT_FILES[1]
+    before = path.read_bytes()
+    i = before.index(b"\t") - 1
+    path.write_bytes(before[:i] + (b"X" if before[i:i + 1] != b"X" else b"Y") + before[i + 1:])
+    try:
+        ws.build(str(tmp_path / "row"))
+        c = cache_of(tmp_path / "row")
+        assert not c["corpus_hit"] and c["hits"] == 2 and c["misses"] == 0
+        assert (c["datasets"][FEW_SHOT]["group_hits"], c["datasets"][FEW_SHOT]["group_misses"]) == (GROUPS - 1, 1)
+        ws.build(str(tmp_path / "row_reference"), cache=None)
+        assert digest(tmp_path / "row") == digest(tmp_path / "row_reference") != digest(ws.cold)
+    finally:
+        path.write_bytes(before)
+    ws.family(FEW_SHOT, "Solve the problem.")
+    try:
+        ws.build(str(tmp_path / "template"))
+        c = cache_of(tmp_path / "template")
+        assert missed(tmp_path / "template") == {FEW_SHOT} and c["group_misses"] == GROUPS and c["hits"] == 2
+        ws.build(str(tmp_path / "template_reference"), cache=None)
+        assert digest(tmp_path / "template") == digest(tmp_path / "template_reference") != digest(ws.cold)
+    finally:
+        ws.family(FEW_SHOT, "Answer the question.")
+
+
+def test_group_keys_cover_rows_ordinal_and_sampling():
+    from pipelines.cache import keys
+    from pipelines.loaders.base import RawRow
+    from pipelines.planning.sampling import TaskSampling
+
+    rows = [RawRow("train:0:1", {"question": "q1", "answer": "a"}), RawRow("train:0:2", {"question": "q2", "answer": "b"})]
+    task = TaskSampling("d", "cot", 1.0, count=2, rate=1.0, settings=(("zs_noopt", 0.5), ("fs_noopt", 0.5)))
+    base = keys.group_key("t", "d", 3, task, rows)
+    assert keys.group_key("t", "d", 3, task, list(rows)) == base
+    changed_row = [rows[0], RawRow("train:0:2", {"question": "q2", "answer": "c"})]
+    other_task = dataclasses.replace(task, rate=0.5)
+    other_settings = dataclasses.replace(task, settings=(("zs_noopt", 0.4), ("fs_noopt", 0.6)))
+    assert len({base, keys.group_key("t", "d", 3, task, changed_row), keys.group_key("t", "d", 4, task, rows),
+                keys.group_key("u", "d", 3, task, rows), keys.group_key("t", "d", 3, other_task, rows),
+                keys.group_key("t", "d", 3, other_settings, rows), keys.group_key("t", "d", 3, task, rows[:1])}) == 7
 
 
 def test_another_vocabulary_is_never_served_stale(ws, tmp_path):
@@ -267,15 +322,24 @@ def test_another_vocabulary_is_never_served_stale(ws, tmp_path):
 def test_corrupt_and_half_written_entries_are_misses(ws, tmp_path, caplog):
     cache = tmp_path / "cache"
     ws.build(str(tmp_path / "fill"), cache=str(cache))
-    entries = sorted((cache / "v1").glob("*/*.entry"))
-    assert len(entries) == 2 and all(store.parse(p.read_bytes(), p.name[:-len(".entry")]).frames for p in entries)
+    stored = sorted((cache / "v1").glob("*/*.entry"))
+    assert len(stored) == 2 + GROUPS and all(store.parse(p.read_bytes(), p.name[:-len(".entry")]).frames for p in stored)
+
+    def source(path: Path) -> str:  # the entry header's "source": a file's path or "exemplar group N"
+        data = path.read_bytes()
+        size = int.from_bytes(data[len(store.MAGIC):len(store.MAGIC) + 4], "little")
+        return json.loads(data[len(store.MAGIC) + 4:len(store.MAGIC) + 4 + size])["source"]
+
+    groups = [p for p in stored if source(p).startswith("exemplar group")]
+    assert len(groups) == GROUPS
+    entries = [next(p for p in stored if p not in groups), groups[0]]  # one file's entry, one group's
     index = next((cache / "v1" / "corpus").glob("*.json"))
     stored_shard = next((index.parent / index.stem / "tfrecord").glob("*.tfrecord"))
     data = bytearray(stored_shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # a damaged file of the stored corpus: the job runs instead
     stored_shard.write_bytes(bytes(data))
-    # One entry altered, the other cut short (what a non-atomic writer would leave); a crashed writer's
-    # temp file beside a name is ignored.
+    # One entry altered (a file's), another cut short (a group's: what a non-atomic writer would leave);
+    # a crashed writer's temp file beside a name is ignored.
     bad = bytearray(entries[0].read_bytes())
     bad[len(bad) // 2] ^= 0x01
     entries[0].write_bytes(bytes(bad))
@@ -284,7 +348,8 @@ def test_corrupt_and_half_written_entries_are_misses(ws, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         ws.build(str(tmp_path / "after"), cache=str(cache))
     c = cache_of(tmp_path / "after")
-    assert c["misses"] == 2 and c["corrupt"] == 2 and c["hits"] == 0 and not c["corpus_hit"]
+    assert (c["misses"], c["group_misses"], c["corrupt"], c["hits"], c["group_hits"]) == (1, 1, 2, 1, GROUPS - 1)
+    assert not c["corpus_hit"]
     assert digest(tmp_path / "after") == digest(ws.cold)
     assert sum("flanmix cache: ignoring the entry" in r.getMessage() for r in caplog.records) == 2
     assert sum("not using the stored corpus" in r.getMessage() for r in caplog.records) == 1
@@ -298,11 +363,11 @@ def test_cache_in_a_bucket(ws, tmp_path, s3_server):
     ws.build(str(tmp_path / "fill"), cache=cache, beam_args=s3_server.beam_args)
     client = s3_server.client()
     stored = client.list_objects_v2(Bucket=s3_server.bucket, Prefix="flanmix-cache/v1/")["Contents"]
-    assert sum(o["Key"].endswith(".entry") for o in stored) == 2 and not any(".tmp-" in o["Key"] for o in stored)
+    assert sum(o["Key"].endswith(".entry") for o in stored) == 2 + GROUPS and not any(".tmp-" in o["Key"] for o in stored)
     client.delete_objects(Bucket=s3_server.bucket, Delete={"Objects": [
         {"Key": o["Key"]} for o in stored if "/corpus/" in o["Key"]]})
     ws.build(str(tmp_path / "per_file"), cache=cache, beam_args=s3_server.beam_args)
-    assert cache_of(tmp_path / "per_file")["hits"] == 2
+    assert cache_of(tmp_path / "per_file")["hits"] == 2 and cache_of(tmp_path / "per_file")["group_hits"] == GROUPS
     assert digest(tmp_path / "fill") == digest(tmp_path / "per_file") == digest(ws.cold)
 
 
