@@ -476,7 +476,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="print the job's counters at most this often (default 5; 0: only the final summary)")
     render_budget.add_flags(b)
     b.add_argument("--cache", metavar="DIR",
-                   help="keep each source file's tokenized examples in DIR (local, gs:// or s3://) and reuse them "
+                   help="keep each source file's (few-shot tasks: each exemplar group's) tokenized examples in DIR "
+                        "(local, gs:// or s3://) and reuse them "
                         "when nothing they depend on changed (default: off; README \"Incremental rebuilds\")")
     b.add_argument("--max_dead_letter_fraction", type=float, metavar="F",
                    help="fail (exit non-zero, publish nothing) when a dataset's or the build's dead letters exceed "
