@@ -207,7 +207,8 @@ def fit(vocab, query_ids: list[int], prompt: FewShotPrompt, budget: int) -> tupl
     """(ids of the longest prompt within `budget` tokens, exemplars kept): the longest prefix of the
     exemplars that fits. Estimates from per-part counts, then encodes the joined text, dropping or
     adding exemplars at the end until it is the longest that truly fits; with 0 exemplars the query
-    is left alone (its ids as given)."""
+    is left alone (its ids as given). One prompt at a time: the reference `fit_batch` (what Tokenize
+    runs) is tested against."""
     parts = [prompt.lead, prompt.body, *prompt.shots] if prompt.lead else [prompt.body, *prompt.shots]
     ids = vocab.encode_batch(parts, num_threads=1)
     head = len(ids[0]) + len(ids[1]) + 2 if prompt.lead else len(ids[0]) + 1

@@ -38,9 +38,9 @@ class TokenizeBatchFn(beam.DoFn):
         startup_heap.freeze_once_in_worker()
         self.vocab = worker_vocabulary(self.model_proto, self.plan.vocab_path, self.plan.vocab_sha256)
 
-    def _fit_few_shot(self, query: str, query_ids: list[int], shots) -> tuple[list[int], int]:
-        if isinstance(shots, exemplars.FewShotPrompt):  # exemplars from the row's group
-            return exemplars.fit(self.vocab, query_ids, shots, self.plan.inputs_length - 1)
+    def _fit_pool_shots(self, query: str, query_ids: list[int], shots: tuple) -> tuple[list[int], int]:
+        """A prompt with exemplars from the survey's pool (a tuple of texts), fitted on its own; prompts
+        with exemplars from the row's group are fitted a batch at a time (`exemplars.fit_batch`)."""
         return fit_few_shot(self.vocab, query, query_ids, shots, self.plan.inputs_length - 1, self.plan.few_shot)
 
     def process(self, element):
@@ -59,7 +59,7 @@ class TokenizeBatchFn(beam.DoFn):
             key, setting, shots = example.key, example.setting, example.shots
             input_ids = ids[i]
             if shots:
-                input_ids, k = fitted[i] if i in fitted else self._fit_few_shot(example.inputs, input_ids, shots)
+                input_ids, k = fitted[i] if i in fitted else self._fit_pool_shots(example.inputs, input_ids, shots)
                 counts[counters.FEWSHOT_K.key(str(k))] += 1
                 n_shots = len(shots.shots) if isinstance(shots, exemplars.FewShotPrompt) else len(shots)
                 if k < n_shots:

@@ -61,7 +61,7 @@ def test_few_shot_prompt_is_fitted_to_the_budget_by_dropping_whole_exemplars(voc
     fn.setup()
     shots = tuple(f"Question number {i} about apples and pears\nanswer {i}" for i in range(4))
     query = "Question about bananas"
-    ids, k = fn._fit_few_shot(query, vocab.encode_batch([query])[0], shots)
+    ids, k = fn._fit_pool_shots(query, vocab.encode_batch([query])[0], shots)
     assert 0 < k < 4 and len(ids) <= 39
     assert ids == vocab.encode_batch([assemble_few_shot(shots[:k], query, plan.few_shot)])[0]
     assert vocab.decode(ids).endswith(query)
