@@ -3,9 +3,10 @@
     ReadSources      -> (dataset, [RawRow])              loaders.base.RawRow: one source row
     RenderTemplates  -> (dataset, RenderedBatch)         RenderedExamples: a prompt and its target, as text
     Tokenize         -> (shard, ShardItems)              ShardItems: an example's token ids and its place
-    Pack             -> (shard, grouped ShardItems)     a shard's items (or spilled runs), packed as written
+    Pack             -> (shard, grouped ShardItems)      a shard's items (or spilled runs), packed as written
     WriteCorpus, ... -> Report                           counts and written files; merged once
-                        (WriteCorpus packs formats.rows.PackedBatch, a shard's rows as columns, 1,024 at a time)
+                                                         (WriteCorpus packs them: formats.rows.PackedBatch, rows as
+                                                         columns, 1,024 rows at a time)
 
 A stage that drops something sends a dead-letter record (`dead_letter`) on its DEAD_LETTER output
 (written in shards by `stages.dead_letters`);

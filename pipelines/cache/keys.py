@@ -141,8 +141,6 @@ def describe(shard: SourceShard) -> str:
     return f"{shard.dataset} ({path})" if path else f"{shard.dataset} (shard {shard.index})"
 
 
-
-
 def rows_digest(rows) -> str:
     """SHA-256 of what rendering reads of raw rows: each row's id and parsed fields, in order."""
     h = hashlib.sha256()

@@ -52,6 +52,19 @@ def _tagged(out):
     return None, out
 
 
+def _route(outputs, writer, counts: Counter):
+    """A fused DoFn's outputs: its STATS added to `counts`, its dead letters recorded in the entry
+    and passed on; main outputs passed on as they are."""
+    for out in outputs:
+        tag, value = _tagged(out)
+        if tag == STATS:
+            counts.update(value.counts)
+            continue
+        if tag == DEAD_LETTER:
+            writer.dead_letter(value)
+        yield out
+
+
 class _SafeWriter:
     """An `store.EntryWriter` whose failures are warnings: an unwritable cache never fails a build, it
     only leaves that entry unstored (`cache_not_stored`). `cache_dir` None: writes nothing."""
@@ -105,30 +118,20 @@ class _EncodeFn(beam.DoFn):
         """Render and tokenize one RenderTemplates input (a row batch or an exemplar group): yields the
         main and dead-letter outputs, adds the counts to `counts`; returns the examples rendered."""
         rendered = 0
-        for r_out in self.render_fn.process(element, table):
-            r_tag, r_value = _tagged(r_out)
-            if r_tag == STATS:
-                counts.update(r_value.counts)
-            elif r_tag == DEAD_LETTER:
-                writer.dead_letter(r_value)
-                yield r_out
-            else:
-                rendered += len(r_value[1])
-                for t_out in self.tokenize_fn.process(r_value):
-                    t_tag, t_value = _tagged(t_out)
-                    if t_tag == STATS:
-                        counts.update(t_value.counts)
-                    elif t_tag == DEAD_LETTER:
-                        writer.dead_letter(t_value)
-                        yield t_out
-                    else:
-                        writer.items(*t_value)
-                        yield t_out
+        for out in _route(self.render_fn.process(element, table), writer, counts):
+            if isinstance(out, beam.pvalue.TaggedOutput):  # a dead letter
+                yield out
+                continue
+            rendered += len(out[1])
+            for t_out in _route(self.tokenize_fn.process(out), writer, counts):
+                if not isinstance(t_out, beam.pvalue.TaggedOutput):
+                    writer.items(*t_out)
+                yield t_out
         return rendered
 
-    def _store(self, key: str, header: dict, what: str, build, extra: dict, miss_counter):
-        """The miss path shared by files and groups: run `build(writer)` (a generator), commit the entry."""
-        extra[miss_counter] = 1
+    def _store(self, key: str, header: dict, what: str, build):
+        """The miss path shared by files and groups: run `build(writer)` (a generator) into a new
+        entry's writer and return the writer, to be committed (or aborted) by the caller."""
         writer = _SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, **header}, what)
         try:
             yield from build(writer)
@@ -181,9 +184,9 @@ class CachedEncodeFn(_EncodeFn):
             yield from self._replay(dataset, entry)
             yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_HITS.key(dataset): 1}))
             return
-        extra = {counters.CACHE_CORRUPT.key(dataset): 1} if corrupt else {}
+        extra = {counters.CACHE_MISSES.key(dataset): 1, **({counters.CACHE_CORRUPT.key(dataset): 1} if corrupt else {})}
         writer = yield from self._store(key, {"dataset": dataset, "source": path}, keys.describe(shard),
-                                        lambda w: self._build(shard, table, w), extra, counters.CACHE_MISSES.key(dataset))
+                                        lambda w: self._build(shard, table, w))
         if keys.file_sha256(path) != source_sha:  # changed while this build read it
             _LOG.warning("flanmix cache: %s changed during the build; its entry is not stored", path)
             writer.abort()
@@ -228,10 +231,9 @@ class CachedGroupEncodeFn(_EncodeFn):
             yield from self._replay(dataset, entry)
             yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_GROUP_HITS.key(dataset): 1}))
             return
-        extra = {counters.CACHE_CORRUPT.key(dataset): 1} if corrupt else {}
+        extra = {counters.CACHE_GROUP_MISSES.key(dataset): 1, **({counters.CACHE_CORRUPT.key(dataset): 1} if corrupt else {})}
         writer = yield from self._store(key, {"dataset": dataset, "source": f"exemplar group {ordinal}"}, what,
-                                        lambda w: self._build(element, table, w), extra,
-                                        counters.CACHE_GROUP_MISSES.key(dataset))
+                                        lambda w: self._build(element, table, w))
         if not writer.commit():
             extra[counters.CACHE_NOT_STORED.key(dataset)] = 1
         yield beam.pvalue.TaggedOutput(STATS, Report(extra))

@@ -148,23 +148,6 @@ class ParquetShardWriter(ShardFileWriter):
         self._writer.close()
 
 
-def tfrecord_bytes(batches: list[PackedBatch]) -> bytes:
-    """A whole TFRecord file's bytes (tests and small callers; the build streams, `TFRecordShardWriter`)."""
-    buffer = io.BytesIO()
-    for batch in batches:
-        for example in features.to_tf_examples(batch):
-            _TFRecordUtil.write_record(buffer, example)
-    return buffer.getvalue()
-
-
-def parquet_bytes(batches: list[PackedBatch], layout: str = "encdec") -> bytes:
-    """A whole Parquet file's bytes, in one `write_table` (the reference `ParquetShardWriter` matches)."""
-    buffer = io.BytesIO()
-    pq.write_table(features.to_arrow_table(batches, layout), buffer, compression="zstd",
-                   row_group_size=PARQUET_ROW_GROUP, use_dictionary=False)
-    return buffer.getvalue()
-
-
 def write_file(output_dir: str, relative: str, data: bytes, num_rows: int) -> WrittenFile:
     _put(output_dir, relative, data)
     return WrittenFile(relative, num_rows, len(data), hashlib.sha256(data).hexdigest())

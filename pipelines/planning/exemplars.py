@@ -203,40 +203,17 @@ def assemble(query: str, shots: Sequence[str], sep: str, lead_once: bool) -> Few
     return FewShotPrompt(lead, tuple(shots), query, sep)
 
 
-def fit(vocab, query_ids: list[int], prompt: FewShotPrompt, budget: int) -> tuple[list[int], int]:
-    """(ids of the longest prompt within `budget` tokens, exemplars kept): the longest prefix of the
-    exemplars that fits. Estimates from per-part counts, then encodes the joined text, dropping or
-    adding exemplars at the end until it is the longest that truly fits; with 0 exemplars the query
-    is left alone (its ids as given). One prompt at a time: the reference `fit_batch` (what Tokenize
-    runs) is tested against."""
-    parts = [prompt.lead, prompt.body, *prompt.shots] if prompt.lead else [prompt.body, *prompt.shots]
-    ids = vocab.encode_batch(parts, num_threads=1)
-    head = len(ids[0]) + len(ids[1]) + 2 if prompt.lead else len(ids[0]) + 1
-    shot_ids = ids[2:] if prompt.lead else ids[1:]
-    k = estimated_fit([len(s) for s in shot_ids], head, budget)
-    while k > 0:
-        full = vocab.encode_batch([prompt.text(k)], num_threads=1)[0]
-        if len(full) <= budget:
-            break
-        k -= 1
-    else:
-        full = None
-    # The per-part estimate counts a join token per part, so it can stop one exemplar early: try more.
-    while k < len(shot_ids) and (k == 0 or full is not None):
-        more = vocab.encode_batch([prompt.text(k + 1)], num_threads=1)[0]
-        if len(more) > budget:
-            break
-        full, k = more, k + 1
-    return (full, k) if k else (query_ids, 0)
-
-
 def fit_batch(vocab, query_ids: Sequence[list[int]], prompts: Sequence[FewShotPrompt], budget: int
               ) -> list[tuple[list[int], int]]:
-    """`fit` of many prompts at once, with the same answers (tested): each prompt walks `fit`'s steps
-    (estimate, down until the joined text fits, then up while one more exemplar still fits), but the
-    texts every prompt needs next are encoded together, one SentencePiece call per step over the
-    whole batch, on all cores (`num_threads=-1`; a call per text held the GIL for every prompt in turn
-    and kept few-shot builds at a tenth of zero-shot's speed). An encoding is never asked for twice."""
+    """For each prompt, (ids of the longest prompt within `budget` tokens, exemplars kept): the longest
+    prefix of its exemplars that fits; with 0 exemplars the query is left alone (its ids as given).
+
+    Each prompt estimates from per-part counts, then goes down until its joined text truly fits and
+    up while one more exemplar still fits (the estimate counts a join token per part, so it can stop
+    one early). The texts every prompt needs next are encoded together, one SentencePiece call per
+    step over the whole batch, on all cores (`num_threads=-1`): a call per text held the GIL for every
+    prompt in turn and kept few-shot builds at a tenth of zero-shot's speed. An encoding is never
+    asked for twice. The answers are those of fitting one prompt at a time (tested)."""
     n = len(prompts)
     heads, shots = [], []
     flat: list[str] = []

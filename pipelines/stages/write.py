@@ -42,13 +42,6 @@ def count_batch(counts: Counter, batch: PackedBatch, plan: BuildPlan, shard: int
         counts[counters.TARGETS_TOKENS.key(dataset)] += n_tg
 
 
-def shard_report(batches: Iterable[PackedBatch], files, plan: BuildPlan, shard: int | None = None) -> Report:
-    counts: Counter = Counter()
-    for batch in batches:
-        count_batch(counts, batch, plan, shard)
-    return Report(dict(counts), tuple(files))
-
-
 def shard_path(plan: BuildPlan, file_format: str, shard: int) -> str:
     """`tfrecord/M-S-SSSSS-of-NNNNN.tfrecord` or `parquet/...parquet`, relative to the output."""
     return f"{file_format}/" + writers.shard_name(f"{plan.mixture}-{plan.split}", shard, plan.num_shards, f".{file_format}")

@@ -9,7 +9,8 @@ import random
 from pipelines.definitions.mixtures import FewShotConfig
 from pipelines.definitions.templates import bind_templates, compile_template
 from pipelines.planning import exemplars
-from pipelines.planning.exemplars import FewShotPrompt, assemble, assign_settings, fit, plan_group, window
+from pipelines.planning.exemplars import FewShotPrompt, assemble, assign_settings, fit_batch, plan_group, window
+from pipelines.planning.fewshot import estimated_fit
 
 from buildkit import real_rows
 
@@ -103,6 +104,28 @@ def test_niv2_has_a_positive_example_with_explanation_variant(catalog, families)
     assert inputs.count(row.fields["definition"].strip()) == 1
 
 
+def fit_one(vocab, query_ids: list[int], prompt: FewShotPrompt, budget: int) -> tuple[list[int], int]:
+    """The fitting steps for one prompt, one encode at a time (what `fit_batch` must answer): estimate
+    from per-part counts, drop exemplars until the joined text fits, then add while one more fits."""
+    parts = [prompt.lead, prompt.body, *prompt.shots] if prompt.lead else [prompt.body, *prompt.shots]
+    ids = vocab.encode_batch(parts, num_threads=1)
+    head = len(ids[0]) + len(ids[1]) + 2 if prompt.lead else len(ids[0]) + 1
+    n = len(prompt.shots)
+    k = estimated_fit([len(s) for s in ids[-n:]] if n else [], head, budget)
+    full = None
+    while k > 0:
+        full = vocab.encode_batch([prompt.text(k)], num_threads=1)[0]
+        if len(full) <= budget:
+            break
+        k, full = k - 1, None
+    while k < n and (k == 0 or full is not None):
+        more = vocab.encode_batch([prompt.text(k + 1)], num_threads=1)[0]
+        if len(more) > budget:
+            break
+        full, k = more, k + 1
+    return (full, k) if k else (query_ids, 0)
+
+
 def test_fit_never_exceeds_the_budget_and_drops_whole_exemplars_from_the_end(catalog, vocab):
     rows = real_rows(catalog, "cot_creak", 40)
     rng = random.Random(0)
@@ -113,7 +136,7 @@ def test_fit_never_exceeds_the_budget_and_drops_whole_exemplars_from_the_end(cat
             lead = "Answer these." if rng.random() < 0.5 else ""
             prompt = FewShotPrompt(lead, tuple(shots), query, "\n\n")
             query_ids = vocab.encode_batch([(lead + "\n\n" + query) if lead else query])[0]
-            ids, k = fit(vocab, query_ids, prompt, budget)
+            [(ids, k)] = fit_batch(vocab, [query_ids], [prompt], budget)
             if k:
                 assert len(ids) <= budget and ids == vocab.encode_batch([prompt.text(k)])[0]
                 assert k == 4 or len(vocab.encode_batch([prompt.text(k + 1)])[0]) > budget
@@ -121,8 +144,8 @@ def test_fit_never_exceeds_the_budget_and_drops_whole_exemplars_from_the_end(cat
                 assert ids == query_ids
 
 
-def test_fit_batch_gives_fit_s_answers_for_every_prompt_of_a_batch(catalog, vocab):
-    """The batched fit (Tokenize's) against `fit` one prompt at a time: budgets from nothing fits to
+def test_fit_batch_gives_the_one_prompt_answers_for_every_prompt_of_a_batch(catalog, vocab):
+    """The batched fit (Tokenize's) against `fit_one`, one prompt and one encode at a time: budgets from nothing fits to
     everything fits, with and without a lead, 0 to 5 exemplars, in one batch."""
     rows = real_rows(catalog, "cot_creak", 40)
     rng = random.Random(1)
@@ -135,11 +158,11 @@ def test_fit_batch_gives_fit_s_answers_for_every_prompt_of_a_batch(catalog, voca
         query_ids.append(vocab.encode_batch([(lead + prompt.separator + prompt.body) if lead else prompt.body])[0])
     kept = set()
     for budget in (8, 40, 90, 160, 250, 1000):
-        want = [fit(vocab, q, p, budget) for q, p in zip(query_ids, prompts)]
-        assert exemplars.fit_batch(vocab, query_ids, prompts, budget) == want
+        want = [fit_one(vocab, q, p, budget) for q, p in zip(query_ids, prompts)]
+        assert fit_batch(vocab, query_ids, prompts, budget) == want
         kept |= {(k, len(p.shots)) for (_, k), p in zip(want, prompts)}
     assert {k for k, _ in kept} == {0, 1, 2, 3, 4, 5} and any(k < n for k, n in kept)  # every cut, and some drops
-    assert exemplars.fit_batch(vocab, [], [], 100) == []
+    assert fit_batch(vocab, [], [], 100) == []
 
 
 def test_shared_lead_stops_at_a_paragraph_boundary():
