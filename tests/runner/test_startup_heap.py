@@ -27,8 +27,9 @@ def test_a_worker_process_freezes_once(monkeypatch):
         startup_heap.freeze_once_in_worker()
         first = gc.get_freeze_count()
         assert first > 0 and startup_heap._worker_frozen
-        [object() for _ in range(10)]
+        keep = [[] for _ in range(1000)]  # tracked containers: a refreeze would add all of them
         startup_heap.freeze_once_in_worker()
-        assert gc.get_freeze_count() == first
+        # Frozen objects may still be freed meanwhile (another thread's garbage), never added.
+        assert gc.get_freeze_count() <= first and keep
     finally:
         gc.unfreeze()
