@@ -16,9 +16,9 @@ the Beam job + publish, without interpreter start-up and imports):
     changed  `bench_cot_gsm8k`'s template edited (a new text each run): only cot_gsm8k misses
 
 `--few_shot` asks for half few-shot prompts (benchmarks/throughput.py's FEW_SHOT): every task then has
-exemplar groups, which the per-file layer does not serve (`pipelines.cache.stage`: counted
-`uncacheable`) but the per-group layer does: per_file and changed read and group every task's rows
-again, and render and tokenize only the groups that miss (changed: cot_gsm8k's).
+exemplar groups, which the per-file layer does not serve but the task and group layers do
+(`pipelines.cache.stage`): per_file replays every task from its index without reading a row, and
+changed reads and groups cot_gsm8k's rows again and renders and tokenizes its groups.
 
 The script checks that fill, warm and per_file publish the same bytes as cold (every file but manifest.json, whose
 `cache` section differs, and the manifest without it). Prints medians and `ratio warm/cold`.
@@ -153,6 +153,7 @@ def main() -> None:
                 missed = sorted(n for n, d in (c.get("datasets") or {}).items() if d["misses"] or d.get("group_misses"))
                 print(f"run {run} {kind:8} wall {r['wall']:6.2f}s  examples {r['examples']}  "
                       f"hits {c.get('hits', '-')} misses {c.get('misses', '-')} uncacheable {c.get('uncacheable', '-')}"
+                      f" task hits {c.get('task_hits', '-')} misses {c.get('task_misses', '-')}"
                       f" group hits {c.get('group_hits', '-')} misses {c.get('group_misses', '-')}"
                       + (f" ({', '.join(missed)})" if kind == "changed" else "")
                       + (f"  identical to cold: {same[kind]}" if kind in same else ""))

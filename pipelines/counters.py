@@ -96,16 +96,20 @@ CACHE_CORRUPT = Counter("cache_corrupt", ("dataset",), "stored entries (of files
                         "cache.corrupt")
 CACHE_NOT_STORED = Counter("cache_not_stored", ("dataset",), "misses whose entry could not be stored (write failed, "
                            "source changed during the build)", "cache.not_stored")
-CACHE_UNCACHEABLE = Counter("cache_uncacheable", ("dataset",), "source shards not served per file: no single file to key (hf, "
-                            "tfds), or a task with exemplar groups (few-shot: its prompts show rows of other files; served per group)",
-                            "cache.uncacheable")
-# ... and one per exemplar group of the tasks that have them (their files count `uncacheable`).
+CACHE_UNCACHEABLE = Counter("cache_uncacheable", ("dataset",), "source shards not served from --cache: no single file to key (hf, "
+                            "tfds), or a file of a task with exemplar groups one of whose shards has none", "cache.uncacheable")
+# ... one per task with exemplar groups (few-shot), by what its index did (its files count as hits or misses) ...
+CACHE_TASK_HITS = Counter("cache_task_hit", ("dataset",), "tasks with exemplar groups replayed whole from their --cache index, "
+                          "without reading their rows", "cache.task_hits, cache.datasets.D.task_hits")
+CACHE_TASK_MISSES = Counter("cache_task_miss", ("dataset",), "tasks with exemplar groups read and grouped with --cache on "
+                            "(their groups are then served or built one by one)", "cache.task_misses, cache.datasets.D.task_misses")
+# ... and one per exemplar group of a task that missed.
 CACHE_GROUP_HITS = Counter("cache_group_hit", ("dataset",), "exemplar groups (few-shot tasks) whose tokenized examples "
                            "were read from --cache", "cache.group_hits, cache.datasets.D.group_hits")
 CACHE_GROUP_MISSES = Counter("cache_group_miss", ("dataset",), "exemplar groups rendered and tokenized with --cache on",
                              "cache.group_misses, cache.datasets.D.group_misses")
-CACHE_COUNTERS = (CACHE_HITS, CACHE_MISSES, CACHE_CORRUPT, CACHE_NOT_STORED, CACHE_UNCACHEABLE, CACHE_GROUP_HITS,
-                  CACHE_GROUP_MISSES)
+CACHE_COUNTERS = (CACHE_HITS, CACHE_MISSES, CACHE_CORRUPT, CACHE_NOT_STORED, CACHE_UNCACHEABLE, CACHE_TASK_HITS,
+                  CACHE_TASK_MISSES, CACHE_GROUP_HITS, CACHE_GROUP_MISSES)
 
 REPORT_COUNTERS = (READ, SAMPLED_OUT, UPSAMPLED_COPIES, EXEMPLAR_RENDER_FAILED, FEWSHOT_K, FEWSHOT_DROPPED,
                    FEWSHOT_FELL_BACK, FEWSHOT_NO_EXEMPLAR, FEWSHOT_STYLE, EXEMPLAR_REUSE, OPTION_FORMAT,

@@ -108,8 +108,9 @@ def _replay_manifest(manifest: dict, plan) -> dict:
     for shard in plan.sources:
         per[shard.dataset] = per.get(shard.dataset, 0) + 1
     cache = {"corpus_hit": True, "hits": len(plan.sources), "misses": 0, "corrupt": 0, "not_stored": 0,
-             "uncacheable": 0, "group_hits": 0, "group_misses": 0,
-             "datasets": {d: {"hits": n, "misses": 0, "uncacheable": 0, "group_hits": 0, "group_misses": 0}
+             "uncacheable": 0, "task_hits": 0, "task_misses": 0, "group_hits": 0, "group_misses": 0,
+             "datasets": {d: {"hits": n, "misses": 0, "uncacheable": 0, "task_hits": 0, "task_misses": 0,
+                              "group_hits": 0, "group_misses": 0}
                           for d, n in sorted(per.items())}}
     return {**manifest, "cache": cache}
 

@@ -13,7 +13,11 @@ more) has no per-file entry: its prompts show rows of its other files, and its g
 offsets are numbered across tasks, so no key of one file could cover them. It has one entry per
 exemplar group instead (`group_key`), keyed after the rows are grouped: the task key, the group's
 ordinal among all tasks' groups, the task's rate and prompt settings, and the content of every row
-of the group, which is everything its prompts are made of (`stage.CachedGroupEncodeFn`).
+of the group, which is everything its prompts are made of (`stage.CachedGroupEncodeFn`). Above the
+groups sits one index per task (`task_entry_key`), keyed before any row is read: the task key, the
+SHA-256 of every one of its files, its sampling row and its groups' ordinals (which the survey fixes
+from all tasks' row counts). It lists the entries of all the task's groups, so an unchanged few-shot
+task is replayed without reading or grouping its rows (`stage.TaskGate`).
 """
 from __future__ import annotations
 
@@ -161,3 +165,30 @@ def group_key(task_key: str, dataset: str, ordinal: int, task, rows) -> str:
         "settings": [(s, float(p).hex()) for s, p in task.settings],
         "rows": rows_digest(rows),
     })
+
+
+def task_entry_key(task_key: str, dataset: str, task, ordinals: tuple[int, int], pool: tuple,
+                   files: list[tuple[str, str]]) -> str:
+    """The key of a task's index (a task with exemplar groups). `files`: (`describe`, SHA-256) of each
+    of its source shards, in shard order; `ordinals` its (groups, first group's ordinal) from
+    `stages.exemplars.group_ordinals`. Which group a row joins and every group's setting offset follow
+    from these and the seed (in the task key), so equal keys mean equal groups."""
+    return _digest({
+        "task": task_key, "task_index": dataset, "files": [list(f) for f in files],
+        "count": task.count, "rate": float(task.rate).hex(),
+        "settings": [(s, float(p).hex()) for s, p in task.settings],
+        "ordinals": list(ordinals), "pool": pool,
+    })
+
+
+def rest_key(task_key: str, dataset: str, task, rows) -> str:
+    """The key of the entry of a grouped task's rows that join no group (unreadable rows, rows with a
+    field problem: they are dead-lettered). Only a task index refers to it, so it is keyed like a group
+    with ordinal -1, plus each row's raw text and error, which their dead letters carry."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps([row.row_id, row.fields, row.raw, row.error], sort_keys=True, ensure_ascii=False,
+                            separators=(",", ":"), default=_plain).encode("utf-8"))
+        h.update(b"\n")
+    return _digest({"task": task_key, "group": {"dataset": dataset, "ordinal": -1}, "rate": float(task.rate).hex(),
+                    "settings": [(s, float(p).hex()) for s, p in task.settings], "rows": h.hexdigest()})

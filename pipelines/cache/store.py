@@ -11,6 +11,7 @@ trailer holding the SHA-256 of every byte before it:
     "D"    a dead-letter record (JSON)
     "R"    the counts the stages reported (JSON [[key parts], count] pairs)
     "M"    progress numbers (JSON: examples rendered)
+    "K"    the keys of other entries (JSON list): a task index (`stage.TaskGate`) lists its groups' entries
     "E"    + 32 bytes: the trailer
 
 Frames keep the order the stages emitted them in. No pickle: an entry from a shared bucket is data,
@@ -50,7 +51,7 @@ def entry_path(cache_dir: str, key: str) -> str:
 class Entry:
     """What one source file's read, render and tokenize emitted, in order."""
 
-    frames: list = field(default_factory=list)  # ("T", shard, ShardItems) | ("D", dict) | ("R", dict) | ("M", dict)
+    frames: list = field(default_factory=list)  # ("T", shard, ShardItems) | ("D", dict) | ("R", dict) | ("M", dict) | ("K", list)
 
 
 def _encode_items(shard: int, items: ShardItems) -> bytes:
@@ -124,6 +125,9 @@ class EntryWriter:
     def meta(self, meta: dict) -> None:
         self._frame(b"M", json.dumps(meta, sort_keys=True).encode("utf-8"))
 
+    def keys(self, keys: list[str]) -> None:
+        self._frame(b"K", json.dumps(list(keys)).encode("utf-8"))
+
     def commit(self) -> None:
         digest = self.sha.digest()
         self.handle.write(b"E" + digest)
@@ -150,8 +154,9 @@ class CorruptEntry(ValueError):
     pass
 
 
-def parse(data: bytes, key: str) -> Entry:
-    """The entry in `data`, or CorruptEntry saying what is wrong with it."""
+def _checked(data: bytes, key: str) -> tuple[memoryview, int]:
+    """The body of the entry in `data` and where its frames start, once magic, checksum and key hold;
+    else CorruptEntry saying what is wrong."""
     if len(data) < len(MAGIC) + 4 + 33 or not data.startswith(MAGIC):
         raise CorruptEntry("not a flanmix cache entry (bad magic or too short)")
     body, trailer = data[:-33], data[-33:]
@@ -163,7 +168,12 @@ def parse(data: bytes, key: str) -> Entry:
     header = json.loads(bytes(view[pos:pos + head_len]))
     if header.get("key") != key:
         raise CorruptEntry(f"holds key {header.get('key')}, not {key}")
-    pos += head_len
+    return view, pos + head_len
+
+
+def parse(data: bytes, key: str) -> Entry:
+    """The entry in `data`, or CorruptEntry saying what is wrong with it."""
+    view, pos = _checked(data, key)
     entry = Entry()
     while pos < len(view):
         kind, length = _FRAME.unpack_from(view, pos)
@@ -180,9 +190,24 @@ def parse(data: bytes, key: str) -> Entry:
             entry.frames.append(("R", _counts_from_json(bytes(payload))))
         elif kind == b"M":
             entry.frames.append(("M", json.loads(bytes(payload))))
+        elif kind == b"K":
+            entry.frames.append(("K", json.loads(bytes(payload))))
         else:
             raise CorruptEntry(f"unknown frame kind {kind!r}")
     return entry
+
+
+def intact(cache_dir: str, key: str) -> bool:
+    """Whether an entry is stored under `key` and passes its checks (without decoding it, and without a
+    warning: a task index checks the entries it lists before it replays any, `stage.TaskGateFn`)."""
+    data = _read(entry_path(cache_dir, key))
+    if data is None:
+        return False
+    try:
+        _checked(data, key)
+    except (CorruptEntry, ValueError, struct.error):
+        return False
+    return True
 
 
 def load(cache_dir: str, key: str, what: str) -> tuple[Entry | None, bool]:

@@ -182,7 +182,9 @@ def print_summary(manifest: dict, output: str, wall: float | None = None) -> Non
     if cache:  # --cache (pipelines/cache)
         print("cache: unchanged, the stored corpus was published without a job" if cache["corpus_hit"] else
               f"cache: {cache['hits']} source file(s) served, {cache['misses']} built"
-              + (f", {cache['uncacheable']} not cacheable per file (few-shot tasks, hf/tfds)" if cache["uncacheable"] else "")
+              + (f", {cache['uncacheable']} not cacheable (hf/tfds)" if cache["uncacheable"] else "")
+              + (f"; few-shot tasks: {cache.get('task_hits', 0)} served whole, {cache.get('task_misses', 0)} read"
+                 if cache.get("task_hits") or cache.get("task_misses") else "")
               + (f"; exemplar groups: {cache.get('group_hits', 0)} served, {cache.get('group_misses', 0)} built"
                  if cache.get("group_hits") or cache.get("group_misses") else "")
               + (f", {cache['corrupt']} corrupt entries ignored" if cache["corrupt"] else ""))

@@ -129,7 +129,7 @@ def packing_efficiency(plan: BuildPlan, c: dict) -> dict | None:
 
 
 def cache_section(c: dict) -> dict | None:
-    """What `--cache` did, per source file and per exemplar group (counters.CACHE_*); None for a build without a cache, so
+    """What `--cache` did, per source file, per few-shot task and per exemplar group (counters.CACHE_*); None for a build without a cache, so
     its manifest has no `cache` key. The one part of a manifest a warm build changes."""
     if not any(counter.matches(key) for key in c for counter in k.CACHE_COUNTERS):
         return None
@@ -142,13 +142,15 @@ def cache_section(c: dict) -> dict | None:
         "corpus_hit": False,  # True: the whole corpus was replayed without a job (pipelines/cache/corpus.py)
         "hits": k.total(c, k.CACHE_HITS), "misses": k.total(c, k.CACHE_MISSES), "corrupt": k.total(c, k.CACHE_CORRUPT),
         "not_stored": k.total(c, k.CACHE_NOT_STORED), "uncacheable": k.total(c, k.CACHE_UNCACHEABLE),
+        "task_hits": k.total(c, k.CACHE_TASK_HITS), "task_misses": k.total(c, k.CACHE_TASK_MISSES),
         "group_hits": k.total(c, k.CACHE_GROUP_HITS), "group_misses": k.total(c, k.CACHE_GROUP_MISSES),
         "datasets": {name: {n: d.get(n, 0) for _, n in PER_DATASET_CACHE} for name, d in sorted(datasets.items())},
     }
 
 
-# what the cache section counts per dataset: per source file, then per exemplar group (few-shot tasks)
+# what the cache section counts per dataset: per source file, then per task and per exemplar group (few-shot tasks)
 PER_DATASET_CACHE = ((k.CACHE_HITS, "hits"), (k.CACHE_MISSES, "misses"), (k.CACHE_UNCACHEABLE, "uncacheable"),
+                     (k.CACHE_TASK_HITS, "task_hits"), (k.CACHE_TASK_MISSES, "task_misses"),
                      (k.CACHE_GROUP_HITS, "group_hits"), (k.CACHE_GROUP_MISSES, "group_misses"))
 
 

@@ -66,16 +66,23 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     )
     sources = pipeline | "ListSources" >> beam.Create(list(plan.sources), reshuffle=parallel)
     if plan.cache_dir:  # --cache: per source file, its stored entry or read + render + tokenize (pipelines/cache)
-        from pipelines.cache.stage import ROWS, CachedEncode, CachedGroupEncode
+        from pipelines.cache.stage import (GATED, PASSED, ROWS, TASK_PARTS, TOKENIZED, CachedEncode, CachedGroupEncode,
+                                           StoreTaskIndexes, TaskGate)
 
+        gate = None
+        if plan.exemplar_groups:  # tasks with exemplar groups: replayed whole from their index, or read and grouped
+            gate = sources | "TaskGate" >> TaskGate(plan, table, spread=parallel)
+            sources = gate[PASSED]
         cached = sources | "CachedEncode" >> CachedEncode(plan, model, table, num_threads)
         stages, stats, items = (cached,), (), cached.tokenized
         pack_spill = staging if spill else None
-        if plan.exemplar_groups:  # tasks with exemplar groups: their rows are grouped, then served per group
-            rows = cached[ROWS] | "GroupExemplars" >> GroupExemplars(plan, table, spill_dir=staging if spill else None)
+        if gate is not None:
+            read = gate[GATED] | "ReadGroupedTasks" >> CachedEncode(plan, model, table, num_threads)  # rows only
+            rows = read[ROWS] | "GroupExemplars" >> GroupExemplars(plan, table, spill_dir=staging if spill else None)
             grouped = rows | "CachedGroupEncode" >> CachedGroupEncode(plan, model, table, num_threads)
-            stages = (cached, grouped)
-            items = (cached.tokenized, grouped.tokenized)
+            _ = (read[TASK_PARTS], grouped[TASK_PARTS]) | "TaskParts" >> beam.Flatten() | "StoreTaskIndexes" >> StoreTaskIndexes(plan.cache_dir)
+            stages = (cached, gate, read, grouped)
+            items = (cached.tokenized, gate[TOKENIZED], grouped.tokenized)
             # Each branch spills in its own stage and only the run references meet, in Pack's shuffle: with a
             # Flatten straight into Pack's spill DoFn, multi_processing builds lost examples now and then
             # (the row ledger caught 4 of ~20 few-shot builds; 0 of 10 since).

@@ -2,13 +2,14 @@
 per task, in their raw TSV format, one line malformed so dead letters travel through the cache).
 
 A few-shot mixture: cot_gsm8k has few-shot templates, so it gets exemplar groups (two groups of its
-40 rows, which lie in two files: its prompts show rows of its other file), served per group, while
-cot_creak and cot_qasc have zero-shot templates only and are served per file. Cold build, filled
-cache, warm rebuild (whole-corpus replay) and per-file replay publish the same bytes; one changed
-template misses only its dataset; a changed source file (even one byte, same size, same mtime) or
-another vocabulary is never served from the cache; one changed row of the few-shot task re-renders
-only its exemplar group, a changed file of it every group holding its rows; corrupt or half-written
-entries are misses, with the corpus unchanged."""
+40 rows, which lie in two files: its prompts show rows of its other file), served whole from its task
+index or per group, while cot_creak and cot_qasc have zero-shot templates only and are served per
+file. Cold build, filled cache, warm rebuild (whole-corpus replay) and per-file replay publish the
+same bytes; one changed template misses only its dataset; a changed source file (even one byte, same
+size, same mtime) or another vocabulary is never served from the cache; one changed row of the
+few-shot task re-reads the task and re-renders only its exemplar group, a changed file of it every
+group holding its rows; corrupt or half-written entries are misses, with the corpus unchanged; a
+task index whose entry is gone is a task miss that the groups still serve."""
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,9 @@ from emulators import s3_server  # noqa: F401 - fixture of the bucket test
 
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 DATASETS = {"cot_gsm8k": "gsm8k_train.tsv", "cot_creak": "creak_train.tsv", "cot_qasc": "qasc_train.tsv"}
-FEW_SHOT = "cot_gsm8k"  # exemplar groups: served per group, not per file (two files, both counted `uncacheable`)
+FEW_SHOT = "cot_gsm8k"  # exemplar groups: served by its task index, or per group; not per file (two files)
 GROUPS = 2  # cot_gsm8k's exemplar groups: 40 rows // group_size 16
+STORED_ENTRIES = 2 + GROUPS + 1  # a filled cache: the zero-shot files', the groups' and cot_gsm8k's task index
 SPLIT_FILES = ("gsm8k_a.tsv", "gsm8k_b.tsv")  # cot_gsm8k's rows, in two files read by one glob
 CACHED = sorted(set(DATASETS) - {FEW_SHOT})  # zero-shot only: one entry per file
 ENTRY = """schema_version: 1
@@ -150,6 +152,13 @@ def missed(out: Path) -> set[str]:
     return {d for d, c in cache_of(out)["datasets"].items() if c["misses"] or c["group_misses"]}
 
 
+def entry_source(path: Path) -> str:
+    """An entry header's "source": a file's path, "exemplar group N", "task index" or "rows in no exemplar group"."""
+    data = path.read_bytes()
+    size = int.from_bytes(data[len(store.MAGIC):len(store.MAGIC) + 4], "little")
+    return json.loads(data[len(store.MAGIC) + 4:len(store.MAGIC) + 4 + size])["source"]
+
+
 def drop_corpus_layer(ws: Workspace) -> None:
     """Forget the whole-corpus entries, so the next build runs the job on the per-file entries."""
     shutil.rmtree(Path(ws.cache) / "v1" / "corpus")
@@ -167,19 +176,23 @@ def test_cold_fill_warm_and_per_file_builds_publish_the_same_bytes(ws):
     fill, warm, per_file = ws.root / "fill", ws.root / "warm", ws.root / "per_file"
     ws.build(str(fill))
     assert not (ws.cold / "manifest.json").read_text().count('"cache"')  # no --cache: no section at all
-    few_shot_files = {"hits": 0, "misses": 0, "uncacheable": 2}  # exemplar groups: never served per file ...
-    no_groups = {"group_hits": 0, "group_misses": 0}
-    assert cache_of(fill) == {"corpus_hit": False, "hits": 0, "misses": 2, "corrupt": 0, "not_stored": 0, "uncacheable": 2,
-                              "group_hits": 0, "group_misses": GROUPS,  # ... but per group
+    no_groups = {"task_hits": 0, "task_misses": 0, "group_hits": 0, "group_misses": 0}
+    # the few-shot task: its index missed, its two files were read, its groups built one by one
+    assert cache_of(fill) == {"corpus_hit": False, "hits": 0, "misses": 4, "corrupt": 0, "not_stored": 0, "uncacheable": 0,
+                              "task_hits": 0, "task_misses": 1, "group_hits": 0, "group_misses": GROUPS,
                               "datasets": {**{n: {"hits": 0, "misses": 1, "uncacheable": 0, **no_groups} for n in CACHED},
-                                           FEW_SHOT: {**few_shot_files, "group_hits": 0, "group_misses": GROUPS}}}
+                                           FEW_SHOT: {"hits": 0, "misses": 2, "uncacheable": 0, "task_hits": 0,
+                                                      "task_misses": 1, "group_hits": 0, "group_misses": GROUPS}}}
     ws.build(str(warm))
     assert cache_of(warm)["corpus_hit"] and cache_of(warm)["hits"] == 4
     drop_corpus_layer(ws)
     ws.build(str(per_file))
-    assert cache_of(per_file) == {**cache_of(fill), "hits": 2, "misses": 0, "group_hits": GROUPS, "group_misses": 0,
+    # the few-shot task replayed whole from its index: files not read, groups not formed
+    assert cache_of(per_file) == {**cache_of(fill), "hits": 4, "misses": 0, "task_hits": 1, "task_misses": 0,
+                                  "group_misses": 0,
                                   "datasets": {**{n: {"hits": 1, "misses": 0, "uncacheable": 0, **no_groups} for n in CACHED},
-                                               FEW_SHOT: {**few_shot_files, "group_hits": GROUPS, "group_misses": 0}}}
+                                               FEW_SHOT: {"hits": 2, "misses": 0, "uncacheable": 0, "task_hits": 1,
+                                                          "task_misses": 0, "group_hits": 0, "group_misses": 0}}}
     cold = digest(ws.cold)
     assert digest(fill) == cold and digest(warm) == cold and digest(per_file) == cold
     manifest = _manifest(per_file)
@@ -248,8 +261,8 @@ def test_a_changed_file_of_the_few_shot_task_re_renders_the_whole_task(ws, tmp_p
     try:
         ws.build(str(tmp_path / "changed"))
         c = cache_of(tmp_path / "changed")
-        assert not c["corpus_hit"] and c["hits"] == 2 and c["misses"] == 0
-        assert c["datasets"][FEW_SHOT] == {"hits": 0, "misses": 0, "uncacheable": 2,
+        assert not c["corpus_hit"] and c["hits"] == 2 and c["misses"] == 2  # the few-shot task's files read again
+        assert c["datasets"][FEW_SHOT] == {"hits": 0, "misses": 2, "uncacheable": 0, "task_hits": 0, "task_misses": 1,
                                            "group_hits": 0, "group_misses": GROUPS}  # both groups rendered again
         ws.build(str(tmp_path / "reference"), cache=None)
         assert digest(tmp_path / "changed") == digest(tmp_path / "reference") != digest(ws.cold)
@@ -258,9 +271,10 @@ def test_a_changed_file_of_the_few_shot_task_re_renders_the_whole_task(ws, tmp_p
 
 
 def test_one_changed_row_of_the_few_shot_task_re_renders_only_its_group(ws, tmp_path):
-    """One byte of one question of cot_gsm8k (same size): its file is read again (few-shot files always
-    are), the exemplar group holding that row misses and the other is served; then its few-shot
-    template changes and every group of it misses, while the zero-shot datasets are still served."""
+    """One byte of one question of cot_gsm8k (same size): its task index misses, so both its files are
+    read again, the exemplar group holding that row misses and the other is served; the next build
+    serves the whole task from the new index. Then its few-shot template changes and every group of it
+    misses, while the zero-shot datasets are still served."""
     ws.build(str(tmp_path / "fill"))
     path = ws.data / "gsm8k" / SPLIT_FILES[1]
     before = path.read_bytes()
@@ -269,10 +283,15 @@ def test_one_changed_row_of_the_few_shot_task_re_renders_only_its_group(ws, tmp_
     try:
         ws.build(str(tmp_path / "row"))
         c = cache_of(tmp_path / "row")
-        assert not c["corpus_hit"] and c["hits"] == 2 and c["misses"] == 0
+        assert not c["corpus_hit"] and c["hits"] == 2 and c["misses"] == 2 and c["task_misses"] == 1
         assert (c["datasets"][FEW_SHOT]["group_hits"], c["datasets"][FEW_SHOT]["group_misses"]) == (GROUPS - 1, 1)
         ws.build(str(tmp_path / "row_reference"), cache=None)
         assert digest(tmp_path / "row") == digest(tmp_path / "row_reference") != digest(ws.cold)
+        drop_corpus_layer(ws)
+        ws.build(str(tmp_path / "row_again"))
+        c = cache_of(tmp_path / "row_again")
+        assert (c["task_hits"], c["task_misses"], c["group_hits"], c["group_misses"], c["hits"]) == (1, 0, 0, 0, 4)
+        assert digest(tmp_path / "row_again") == digest(tmp_path / "row")
     finally:
         path.write_bytes(before)
     ws.family(FEW_SHOT, "Solve the problem.")
@@ -315,7 +334,8 @@ def test_another_vocabulary_is_never_served_stale(ws, tmp_path):
     other = Vocabulary.load(str(tmp_path / "small.model"))
     ws.build(str(tmp_path / "other"), vocab=other)
     c = cache_of(tmp_path / "other")
-    assert c["hits"] == 0 and c["misses"] == 2 and not c["corpus_hit"]
+    assert c["hits"] == 0 and c["misses"] == 4 and not c["corpus_hit"]
+    assert (c["task_hits"], c["group_hits"], c["group_misses"]) == (0, 0, GROUPS)
     assert _manifest(tmp_path / "other")["vocabulary"]["sha256"] == other.spec.sha256
 
 
@@ -323,16 +343,11 @@ def test_corrupt_and_half_written_entries_are_misses(ws, tmp_path, caplog):
     cache = tmp_path / "cache"
     ws.build(str(tmp_path / "fill"), cache=str(cache))
     stored = sorted((cache / "v1").glob("*/*.entry"))
-    assert len(stored) == 2 + GROUPS and all(store.parse(p.read_bytes(), p.name[:-len(".entry")]).frames for p in stored)
-
-    def source(path: Path) -> str:  # the entry header's "source": a file's path or "exemplar group N"
-        data = path.read_bytes()
-        size = int.from_bytes(data[len(store.MAGIC):len(store.MAGIC) + 4], "little")
-        return json.loads(data[len(store.MAGIC) + 4:len(store.MAGIC) + 4 + size])["source"]
-
-    groups = [p for p in stored if source(p).startswith("exemplar group")]
+    assert len(stored) == STORED_ENTRIES and all(store.parse(p.read_bytes(), p.name[:-len(".entry")]).frames for p in stored)
+    groups = [p for p in stored if entry_source(p).startswith("exemplar group")]
     assert len(groups) == GROUPS
-    entries = [next(p for p in stored if p not in groups), groups[0]]  # one file's entry, one group's
+    files = [p for p in stored if entry_source(p).endswith(".tsv")]
+    entries = [files[0], groups[0]]  # one file's entry, one group's (which the task index lists)
     index = next((cache / "v1" / "corpus").glob("*.json"))
     stored_shard = next((index.parent / index.stem / "tfrecord").glob("*.tfrecord"))
     data = bytearray(stored_shard.read_bytes())
@@ -348,7 +363,9 @@ def test_corrupt_and_half_written_entries_are_misses(ws, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         ws.build(str(tmp_path / "after"), cache=str(cache))
     c = cache_of(tmp_path / "after")
-    assert (c["misses"], c["group_misses"], c["corrupt"], c["hits"], c["group_hits"]) == (1, 1, 2, 1, GROUPS - 1)
+    # the task index is intact but lists the cut group: a task miss (its 2 files read), then per group
+    assert (c["misses"], c["group_misses"], c["corrupt"], c["hits"], c["group_hits"]) == (1 + 2, 1, 2, 1, GROUPS - 1)
+    assert (c["task_hits"], c["task_misses"]) == (0, 1)
     assert not c["corpus_hit"]
     assert digest(tmp_path / "after") == digest(ws.cold)
     assert sum("flanmix cache: ignoring the entry" in r.getMessage() for r in caplog.records) == 2
@@ -363,11 +380,11 @@ def test_cache_in_a_bucket(ws, tmp_path, s3_server):
     ws.build(str(tmp_path / "fill"), cache=cache, beam_args=s3_server.beam_args)
     client = s3_server.client()
     stored = client.list_objects_v2(Bucket=s3_server.bucket, Prefix="flanmix-cache/v1/")["Contents"]
-    assert sum(o["Key"].endswith(".entry") for o in stored) == 2 + GROUPS and not any(".tmp-" in o["Key"] for o in stored)
+    assert sum(o["Key"].endswith(".entry") for o in stored) == STORED_ENTRIES and not any(".tmp-" in o["Key"] for o in stored)
     client.delete_objects(Bucket=s3_server.bucket, Delete={"Objects": [
         {"Key": o["Key"]} for o in stored if "/corpus/" in o["Key"]]})
     ws.build(str(tmp_path / "per_file"), cache=cache, beam_args=s3_server.beam_args)
-    assert cache_of(tmp_path / "per_file")["hits"] == 2 and cache_of(tmp_path / "per_file")["group_hits"] == GROUPS
+    assert cache_of(tmp_path / "per_file")["hits"] == 4 and cache_of(tmp_path / "per_file")["task_hits"] == 1
     assert digest(tmp_path / "fill") == digest(tmp_path / "per_file") == digest(ws.cold)
 
 
@@ -411,3 +428,20 @@ def test_overwrite_replays_only_over_the_same_corpus(ws, tmp_path):
     assert cache_of(out)["corpus_hit"]
     listed = {f["path"] for f in _manifest(out)["files"]}
     assert all((out / p).is_file() for p in listed)
+
+
+def test_a_corrupt_task_index_is_a_task_miss_and_the_groups_still_serve(ws, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    ws.build(str(tmp_path / "fill"), cache=str(cache))
+    (index,) = [p for p in (cache / "v1").glob("*/*.entry") if entry_source(p) == "task index"]
+    data = bytearray(index.read_bytes())
+    data[-40] ^= 0x01
+    index.write_bytes(bytes(data))
+    shutil.rmtree(cache / "v1" / "corpus")
+    with caplog.at_level("WARNING"):
+        ws.build(str(tmp_path / "after"), cache=str(cache))
+    c = cache_of(tmp_path / "after")
+    assert (c["task_hits"], c["task_misses"], c["corrupt"], c["group_hits"], c["group_misses"]) == (0, 1, 1, GROUPS, 0)
+    assert sum(f"{FEW_SHOT} (task index)" in r.getMessage() for r in caplog.records) == 1
+    assert digest(tmp_path / "after") == digest(ws.cold)
+    assert store.parse(index.read_bytes(), index.name[:-len(".entry")]).frames  # stored again, whole
