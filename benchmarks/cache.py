@@ -6,7 +6,8 @@ The 7 Flan CoT training TSVs (33,443 examples; default ../shared/data/flan/cot b
 as 7 datasets, lengths 2048/512, with the templates `cot_qa` and `cot_inversion` shared by all
 seven plus one family of their own per dataset (`bench_<dataset>`, one template), so that changing
 one template concerns one dataset. Each run measures, in fresh processes (wall time of make_plan +
-the Beam job + publish, without interpreter start-up and imports):
+the Beam job + publish, without interpreter start-up and imports; the card's plots drawn in helper
+processes started as `flanmix build` starts them):
 
     cold     no --cache: the baseline every other line is divided by
     fill     --cache into an empty folder (cold plus writing the entries)
@@ -91,6 +92,13 @@ def run_build(catalog_dir: str, mixture: str, templates: str, out: str, cache: s
     vocab = Vocabulary.load(resources.default_vocab_path())
     plan = make_plan(load_mixture(mixture), load_catalog(catalog_dir), load_templates(templates), vocab,
                      BuildOptions(cache=cache or None))
+    from pipelines.runner import beam_options
+    from pipelines.runner.graph import commits_in_process
+
+    if not cache and commits_in_process(beam_options.pipeline_options(beam_args, plan, True)):  # as `flanmix build`
+        from pipelines.publish import card_plots
+
+        card_plots.start_warming()  # (with --cache, run_build starts them once the stored corpus missed)
     beam_build(plan, vocab.model_proto, out, beam_args, all_cores=True)
     wall = time.perf_counter() - start
     m = read_manifest(out)

@@ -102,8 +102,11 @@ def cmd_build(args, beam_args: list[str]) -> int:
     if args.sources:
         beam_options.set_filesystem_options(beam_args)  # the launcher reads sources.json with the job's options
     plan = make_plan(mixture, catalog, families, vocab, options)
-    if not (args.dry_run or args.dataflow_check) and commits_in_process(beam_options.pipeline_options(beam_args, plan, True)):
-        card_plots.start_warming()  # the card's plots are drawn in helper processes, warmed while the job runs
+    if not (args.dry_run or args.dataflow_check or plan.cache_dir) and commits_in_process(
+            beam_options.pipeline_options(beam_args, plan, True)):
+        # The card's plots are drawn in helper processes, warmed while the job runs. With --cache, run_build
+        # starts them only once the stored corpus missed: a replayed build runs no job and draws nothing.
+        card_plots.start_warming()
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
     if len(plan.skipped) > 10:

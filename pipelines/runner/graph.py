@@ -163,6 +163,10 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
             lookup = corpus.replay(plan, output_dir, overwrite)
             if lookup.replayed:
                 return None
+            if commits_in_process(options):  # a job runs after all: its card's plots drawn in warmed helpers
+                from pipelines.publish import card_plots
+
+                card_plots.start_warming()
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
         result = progress.run_and_report(pipeline, progress_every)
