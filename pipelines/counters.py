@@ -160,6 +160,7 @@ WRITTEN_ROWS = Metric("written_rows", False, "output rows written")
 WRITTEN = Metric("written", True, "examples written, per dataset")
 SPILLED_RUNS = Metric("spilled_runs", False, "sorted run files spilled before Pack (local runner)")
 VERIFIED_FILES = Metric("verified_files", False, "staged files verified before publishing")
+SURVEYS_SERVED = Metric("cache_survey_hit", True, "source files whose survey was read from --cache (pipelines/cache/survey.py)")
 
 PROGRESS_METRICS = (READ_ROWS, RENDERED, RENDERED_BY_DATASET, PACKED_ROWS, WRITTEN_ROWS, WRITTEN, SPILLED_RUNS,
                     VERIFIED_FILES)

@@ -8,5 +8,7 @@ row of the sampling table: rate, prompt settings, exemplar pool). An entry holds
 stages emitted for that file, in order: the (output shard, ShardItems) batches, the dead letters and
 the counts (rows read, sampled out, upsampled, truncated, few-shot fitting), so packing, writing and
 the manifest downstream see exactly what a cold build gives them (`store` for the format,
-`stage.CachedEncode` for the graph's hook).
+`stage.CachedEncode` for the graph's hook). Beside those: per few-shot task an index of its exemplar
+groups' entries (`stage.TaskGate`), per source file what the survey found in it (`survey`), and per
+build the published corpus (`corpus`).
 """

@@ -12,6 +12,7 @@ trailer holding the SHA-256 of every byte before it:
     "R"    the counts the stages reported (JSON [[key parts], count] pairs)
     "M"    progress numbers (JSON: examples rendered)
     "K"    the keys of other entries (JSON list): a task index (`stage.TaskGate`) lists its groups' entries
+    "S"    what the survey found in a source file (JSON, `cache.survey`)
     "E"    + 32 bytes: the trailer
 
 Frames keep the order the stages emitted them in. No pickle: an entry from a shared bucket is data,
@@ -51,7 +52,7 @@ def entry_path(cache_dir: str, key: str) -> str:
 class Entry:
     """What one source file's read, render and tokenize emitted, in order."""
 
-    frames: list = field(default_factory=list)  # ("T", shard, ShardItems) | ("D", dict) | ("R", dict) | ("M", dict) | ("K", list)
+    frames: list = field(default_factory=list)  # ("T", shard, ShardItems) | ("D", dict) | ("R", dict) | ("M", dict) | ("K", list) | ("S", dict)
 
 
 def _encode_items(shard: int, items: ShardItems) -> bytes:
@@ -125,6 +126,9 @@ class EntryWriter:
     def meta(self, meta: dict) -> None:
         self._frame(b"M", json.dumps(meta, sort_keys=True).encode("utf-8"))
 
+    def survey(self, found: dict) -> None:
+        self._frame(b"S", json.dumps(found, ensure_ascii=False).encode("utf-8"))  # fields keep their order
+
     def keys(self, keys: list[str]) -> None:
         self._frame(b"K", json.dumps(list(keys)).encode("utf-8"))
 
@@ -192,6 +196,8 @@ def parse(data: bytes, key: str) -> Entry:
             entry.frames.append(("M", json.loads(bytes(payload))))
         elif kind == b"K":
             entry.frames.append(("K", json.loads(bytes(payload))))
+        elif kind == b"S":
+            entry.frames.append(("S", json.loads(bytes(payload))))
         else:
             raise CorruptEntry(f"unknown frame kind {kind!r}")
     return entry

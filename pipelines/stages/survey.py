@@ -87,9 +87,15 @@ class SurveySources(beam.PTransform):
 
     def expand(self, sources):
         plan = SurveySlice.of(self.plan)
+        if self.plan.cache_dir and plan.pool_size:  # --cache: unchanged files are not read again (cache.survey)
+            from pipelines.cache.survey import cached_survey_shard, survey_common
+
+            surveyed = sources | "SurveyShards" >> beam.FlatMap(
+                cached_survey_shard, plan, self.plan.cache_dir, survey_common(self.plan), survey_shard)
+        else:  # (without a pool, survey_shard counts rows without reading them where the loader can)
+            surveyed = sources | "SurveyShards" >> beam.FlatMap(survey_shard, plan)
         return (
-            sources
-            | "SurveyShards" >> beam.FlatMap(survey_shard, plan)
+            surveyed
             # survey_shard yields for every source and a plan has at least one: no default needed
             | "MergeSurvey" >> beam.CombineGlobally(MergeSurvey(plan.pool_size)).without_defaults()
             | "SamplingTable" >> beam.Map(sampling_table, plan, self.model_proto)

@@ -36,7 +36,8 @@ IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 DATASETS = {"cot_gsm8k": "gsm8k_train.tsv", "cot_creak": "creak_train.tsv", "cot_qasc": "qasc_train.tsv"}
 FEW_SHOT = "cot_gsm8k"  # exemplar groups: served by its task index, or per group; not per file (two files)
 GROUPS = 2  # cot_gsm8k's exemplar groups: 40 rows // group_size 16
-STORED_ENTRIES = 2 + GROUPS + 1  # a filled cache: the zero-shot files', the groups' and cot_gsm8k's task index
+STORED_ENTRIES = 2 + GROUPS + 1 + 4  # a filled cache: the zero-shot files', the groups', cot_gsm8k's task
+# index and each of the 4 source files' survey
 SPLIT_FILES = ("gsm8k_a.tsv", "gsm8k_b.tsv")  # cot_gsm8k's rows, in two files read by one glob
 CACHED = sorted(set(DATASETS) - {FEW_SHOT})  # zero-shot only: one entry per file
 ENTRY = """schema_version: 1
@@ -450,3 +451,43 @@ def test_a_corrupt_task_index_is_a_task_miss_and_the_groups_still_serve(ws, tmp_
     assert sum(f"{FEW_SHOT} (task index)" in r.getMessage() for r in caplog.records) == 1
     assert digest(tmp_path / "after") == digest(ws.cold)
     assert store.parse(index.read_bytes(), index.name[:-len(".entry")]).frames  # stored again, whole
+
+
+def test_the_survey_of_unchanged_files_is_served_and_a_changed_file_is_surveyed_again(ws, tmp_path, monkeypatch):
+    """The survey's entries (cache.survey): a build over a filled cache surveys no file, so its
+    survey reads nothing; one changed file is surveyed again (and read by its task). Same bytes."""
+    from pipelines.stages import survey
+
+    cache = tmp_path / "cache"
+    ws.build(str(tmp_path / "fill"), cache=str(cache))
+    assert sum(entry_source(p).endswith("(survey)") for p in (cache / "v1").glob("*/*.entry")) == 4  # one per file
+    surveyed = []
+    real = survey.get_loader
+
+    def counting(loader_type):  # the survey's own reads (stages.read has its own reference)
+        loader = real(loader_type)
+
+        class Counting:
+            def __getattr__(self, name):
+                return getattr(loader, name)
+
+            def read(self, shard):
+                surveyed.append(shard.args["path"])
+                return loader.read(shard)
+        return Counting()
+
+    monkeypatch.setattr(survey, "get_loader", counting)
+    shutil.rmtree(cache / "v1" / "corpus")
+    ws.build(str(tmp_path / "served"), cache=str(cache))
+    assert surveyed == [] and digest(tmp_path / "served") == digest(ws.cold)
+    path = ws.data / DATASETS["cot_qasc"]
+    before = path.read_bytes()
+    i = before.index(b"\t") - 1  # one byte of the first question
+    path.write_bytes(before[:i] + (b"X" if before[i:i + 1] != b"X" else b"Y") + before[i + 1:])
+    try:
+        ws.build(str(tmp_path / "changed"), cache=str(cache))
+        assert surveyed == [str(path)]
+        ws.build(str(tmp_path / "reference"), cache=None)
+        assert digest(tmp_path / "changed") == digest(tmp_path / "reference") != digest(ws.cold)
+    finally:
+        path.write_bytes(before)
