@@ -126,13 +126,17 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _shard_identity(shard: SourceShard) -> dict:
+    return {"dataset": shard.dataset, "split": shard.split, "loader": shard.loader_type,
+            "args": dict(shard.args), "index": shard.index}
+
+
 def entry_key(task_key: str, shard: SourceShard, source_sha256: str, task, pool: tuple) -> str:
     """The key of one source file's entry. `task` is the task's `sampling.TaskSampling`: its rate and
     prompt settings decide the copies and variants; `pool` its exemplar candidates."""
     return _digest({
         "task": task_key,
-        "shard": {"dataset": shard.dataset, "split": shard.split, "loader": shard.loader_type,
-                  "args": dict(shard.args), "index": shard.index},
+        "shard": _shard_identity(shard),
         "source_sha256": source_sha256,
         "rate": float(task.rate).hex(),
         "settings": [(s, float(p).hex()) for s, p in task.settings],
@@ -145,25 +149,29 @@ def describe(shard: SourceShard) -> str:
     return f"{shard.dataset} ({path})" if path else f"{shard.dataset} (shard {shard.index})"
 
 
-def rows_digest(rows) -> str:
-    """SHA-256 of what rendering reads of raw rows: each row's id and parsed fields, in order."""
+def rows_digest(rows, with_raw: bool = False) -> str:
+    """SHA-256 of what rendering reads of raw rows: each row's id and parsed fields, in order; with
+    `with_raw`, also each row's raw text and error, which a dead letter carries."""
     h = hashlib.sha256()
     for row in rows:
-        h.update(json.dumps([row.row_id, row.fields], sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+        what = [row.row_id, row.fields, row.raw, row.error] if with_raw else [row.row_id, row.fields]
+        h.update(json.dumps(what, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
                             default=_plain).encode("utf-8"))
         h.update(b"\n")
     return h.hexdigest()
 
 
-def group_key(task_key: str, dataset: str, ordinal: int, task, rows) -> str:
+def group_key(task_key: str, dataset: str, ordinal: int, task, rows, with_raw: bool = False) -> str:
     """The key of one exemplar group's entry: `rows` are the group's members as rendering gets them
     (sorted by id), `ordinal` the group's number among all tasks' groups (its setting offset), `task`
-    the task's `sampling.TaskSampling` (rate and prompt settings decide the copies and their settings)."""
+    the task's `sampling.TaskSampling` (rate and prompt settings decide the copies and their settings).
+    A grouped task's rows that join no group (unreadable, or with a field problem: dead-lettered) are
+    keyed as ordinal -1 `with_raw`; only a task index refers to that entry."""
     return _digest({
         "task": task_key, "group": {"dataset": dataset, "ordinal": ordinal},
         "rate": float(task.rate).hex(),
         "settings": [(s, float(p).hex()) for s, p in task.settings],
-        "rows": rows_digest(rows),
+        "rows": rows_digest(rows, with_raw),
     })
 
 
@@ -181,14 +189,14 @@ def task_entry_key(task_key: str, dataset: str, task, ordinals: tuple[int, int],
     })
 
 
-def rest_key(task_key: str, dataset: str, task, rows) -> str:
-    """The key of the entry of a grouped task's rows that join no group (unreadable rows, rows with a
-    field problem: they are dead-lettered). Only a task index refers to it, so it is keyed like a group
-    with ordinal -1, plus each row's raw text and error, which their dead letters carry."""
-    h = hashlib.sha256()
-    for row in rows:
-        h.update(json.dumps([row.row_id, row.fields, row.raw, row.error], sort_keys=True, ensure_ascii=False,
-                            separators=(",", ":"), default=_plain).encode("utf-8"))
-        h.update(b"\n")
-    return _digest({"task": task_key, "group": {"dataset": dataset, "ordinal": -1}, "rate": float(task.rate).hex(),
-                    "settings": [(s, float(p).hex()) for s, p in task.settings], "rows": h.hexdigest()})
+def survey_common(plan) -> str:
+    """The launcher-side part of every survey entry's key (`cache.survey`): what the survey reads
+    beside a file's rows."""
+    return _digest({"format": FORMAT_VERSION, "flanmix": pipelines.__version__, "code": code_fingerprint(),
+                    "seed": plan.seed, "pool_size": plan.pool_size,
+                    "fields": {name: dict(ds.fields) for name, ds in sorted(plan.datasets.items())}})
+
+
+def survey_key(common: str, shard: SourceShard, source_sha256: str) -> str:
+    """The key of one source file's survey entry."""
+    return _digest({"survey": common, "shard": _shard_identity(shard), "source_sha256": source_sha256})

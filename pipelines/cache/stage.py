@@ -26,7 +26,7 @@ them instead:
   the task): `CachedGroupEncodeFn` replays the group's entry or renders, tokenizes and stores it. So a
   changed template or source file of one few-shot task re-renders that task's groups only, and one
   changed row only the group holding it. Rows that join no group (they are dead-lettered) get an
-  entry too (`keys.rest_key`), listed only by an index.
+  entry too (`keys.group_key`, ordinal -1), listed only by an index.
 - every step of a missed task reports a `TaskPart` (the reads their row counts and the files' hashes
   checked again; the groups their entry keys, and whether each is stored); `StoreTaskIndexes` writes
   the task's index once all parts are in, only when every entry is stored and no file changed.
@@ -51,11 +51,11 @@ from pipelines import counters
 from pipelines.cache import keys, store
 from pipelines.planning.exemplars import wants_groups
 from pipelines.planning.plan import BuildPlan
-from pipelines.planning.slices import RenderSlice, TokenizeSlice
+from pipelines.planning.slices import ExemplarSlice, RenderSlice, TokenizeSlice
 from pipelines.planning.sampling import SamplingTable
 from pipelines.loaders import SourceShard
 from pipelines.records import DEAD_LETTER, STATS, Report
-from pipelines.stages.exemplars import group_ordinals
+from pipelines.stages.exemplars import GroupOrdinalsFn
 from pipelines.stages.read import read_shard_batches
 from pipelines.stages.render import RenderBatchFn
 from pipelines.stages.tokenize import TokenizeBatchFn
@@ -108,42 +108,6 @@ def _route(outputs, writer, counts: Counter):
         yield out
 
 
-class _SafeWriter:
-    """An `store.EntryWriter` whose failures are warnings: an unwritable cache never fails a build, it
-    only leaves that entry unstored (`cache_not_stored`). `cache_dir` None: writes nothing."""
-
-    def __init__(self, cache_dir: str | None, key: str, header: dict, what: str):
-        self.what, self.writer = what, None
-        if cache_dir is not None:
-            self._guard(lambda: setattr(self, "writer", store.EntryWriter(cache_dir, key, header)))
-
-    def _guard(self, action) -> None:
-        try:
-            action()
-        except Exception as exc:  # noqa: BLE001 - see the class docstring
-            _LOG.warning("flanmix cache: cannot store the entry of %s: %s", self.what, exc)
-            self.abort()
-
-    def __getattr__(self, name):  # items, dead_letter, counts, meta
-        def call(*args):
-            if self.writer is not None:
-                self._guard(lambda: getattr(self.writer, name)(*args))
-        return call
-
-    def abort(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            writer.abort()
-
-    def commit(self) -> bool:
-        """True when the entry is now stored."""
-        if self.writer is None:
-            return False
-        self._guard(self.writer.commit)
-        stored, self.writer = self.writer is not None, None
-        return stored
-
-
 class _EncodeFn(beam.DoFn):
     """RenderTemplates' and Tokenize's DoFns fused, recording what they emit into an entry writer."""
 
@@ -175,7 +139,7 @@ class _EncodeFn(beam.DoFn):
     def _store(self, key: str, header: dict, what: str, build):
         """The miss path shared by files and groups: run `build(writer)` (a generator) into a new
         entry's writer and return the writer, to be committed (or aborted) by the caller."""
-        writer = _SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, **header}, what)
+        writer = store.SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, **header}, what)
         try:
             yield from build(writer)
         except BaseException:
@@ -212,7 +176,7 @@ class CachedEncodeFn(_EncodeFn):
         task = table.tasks[dataset]
         path = keys.source_file(shard)
         if path is None:
-            yield from self._build(shard, table, _SafeWriter(None, "", {}, keys.describe(shard)))
+            yield from self._build(shard, table, store.SafeWriter(None, "", {}, keys.describe(shard)))
             yield beam.pvalue.TaggedOutput(STATS, Report({counters.CACHE_UNCACHEABLE.key(dataset): 1}))
             return
         source_sha = keys.file_sha256(path)
@@ -272,14 +236,14 @@ class CachedEncodeFn(_EncodeFn):
 class CachedGroupEncodeFn(_EncodeFn):
     """Per exemplar group (dataset, rows, ordinal) from GroupExemplars: replay its entry, or render +
     tokenize it and store the entry (`keys.group_key`). A (dataset, rows) batch (a grouped task's rows
-    that will be dead-lettered) is rendered as it is and stored under `keys.rest_key`, for the task's
+    that will be dead-lettered) is rendered as it is and stored under `keys.group_key` (ordinal -1, with raw rows), for the task's
     index only. Each reports a TaskPart with its entry's key."""
 
     def process(self, element, table: SamplingTable):
         dataset = element[0]
         task = table.tasks[dataset]
         if len(element) != 3:
-            key = keys.rest_key(self.task_keys[dataset], dataset, task, element[1])
+            key = keys.group_key(self.task_keys[dataset], dataset, -1, task, element[1], with_raw=True)
             writer = yield from self._store(key, {"dataset": dataset, "source": "rows in no exemplar group"},
                                             f"{dataset} (rows in no exemplar group)",
                                             lambda w: self._build(element, table, w))
@@ -324,19 +288,14 @@ class KeyGroupedTasksFn(beam.DoFn):
             yield shard
 
 
-class TaskGateFn(beam.DoFn):
+class TaskGateFn(GroupOrdinalsFn):
     """(dataset, all its shards) of a task with exemplar groups -> the task replayed from its index
     (["tokenized"], [DEAD_LETTER], [STATS]), or its shards as GatedShard to be read (see the module
     docstring). Every entry the index lists is checked before any is replayed: all or nothing."""
 
-    def __init__(self, cache_dir: str, task_keys: dict[str, str], group_size: int):
-        self.cache_dir, self.task_keys, self.group_size = cache_dir, task_keys, group_size
-        self._ordinals = (None, None)
-
-    def _ordinals_of(self, table) -> dict:
-        if self._ordinals[0] is not table:  # O(tasks): once per side-input object
-            self._ordinals = (table, group_ordinals(table, self.group_size))
-        return self._ordinals[1]
+    def __init__(self, plan: ExemplarSlice, cache_dir: str, task_keys: dict[str, str]):
+        super().__init__(plan)
+        self.cache_dir, self.task_keys = cache_dir, task_keys
 
     def process(self, element, table: SamplingTable):
         dataset, shards = element
@@ -348,7 +307,7 @@ class TaskGateFn(beam.DoFn):
             return
         shas = [keys.file_sha256(path) for path in paths]
         task = table.tasks[dataset]
-        key = keys.task_entry_key(self.task_keys[dataset], dataset, task, self._ordinals_of(table)[dataset],
+        key = keys.task_entry_key(self.task_keys[dataset], dataset, task, self._ordinals(table)[dataset],
                                   table.pools.get(dataset, ()), [(keys.describe(s), h) for s, h in zip(shards, shas)])
         index, corrupt = store.load(self.cache_dir, key, f"{dataset} (task index)")
         listed = [k for frame in index.frames if frame[0] == "K" for k in frame[1]] if index is not None else []
@@ -390,52 +349,57 @@ class StoreTaskIndexFn(beam.DoFn):
         for part in parts:
             read.update({tuple(k): v for k, v in part.read_counts})
         (key,) = indexes
-        writer = _SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, "dataset": dataset, "source": "task index"},
+        writer = store.SafeWriter(self.cache_dir, key, {"format": keys.FORMAT_VERSION, "dataset": dataset, "source": "task index"},
                              f"{dataset} (task index)")
         writer.counts(dict(read))
         writer.keys(sorted({p.entry for p in parts if p.entry is not None}))
         writer.commit()
 
 
-class CachedEncode(beam.PTransform):
+class _CacheStage(beam.PTransform):
+    """What the cache's transforms share: the plan, the side-input table and the task keys, computed
+    once per build (`keys.task_keys` digests every task's templates) and given to each of them."""
+
+    def __init__(self, plan: BuildPlan, model_proto: bytes | None, table, num_threads: int = -1,
+                 task_keys: dict[str, str] | None = None):
+        super().__init__()
+        self.plan, self.model_proto, self.table, self.num_threads = plan, model_proto, table, num_threads
+        self.task_keys = keys.task_keys(plan) if task_keys is None else task_keys
+
+    def _fn(self, cls):
+        return cls(self.plan.cache_dir, self.task_keys, RenderSlice.of(self.plan), TokenizeSlice.of(self.plan),
+                   self.model_proto, self.num_threads)
+
+
+class CachedEncode(_CacheStage):
     """sources (SourceShard, or GatedShard from TaskGate) -> `.tokenized` (shard, ShardItems), [ROWS] (dataset,
     [RawRow]), [DEAD_LETTER], [STATS], [TASK_PARTS]; see the module docstring."""
 
-    def __init__(self, plan: BuildPlan, model_proto: bytes | None, table, num_threads: int = -1):
-        super().__init__()
-        self.plan, self.model_proto, self.table, self.num_threads = plan, model_proto, table, num_threads
-
     def expand(self, sources):
-        fn = CachedEncodeFn(self.plan.cache_dir, keys.task_keys(self.plan), RenderSlice.of(self.plan),
-                            TokenizeSlice.of(self.plan), self.model_proto, self.num_threads)
-        return sources | "ReadRenderTokenize" >> beam.ParDo(fn, beam.pvalue.AsSingleton(self.table)).with_outputs(
+        return sources | "ReadRenderTokenize" >> beam.ParDo(
+            self._fn(CachedEncodeFn), beam.pvalue.AsSingleton(self.table)).with_outputs(
             ROWS, DEAD_LETTER, STATS, TASK_PARTS, main="tokenized")
 
 
-class CachedGroupEncode(beam.PTransform):
+class CachedGroupEncode(_CacheStage):
     """GroupExemplars' output -> `.tokenized` (shard, ShardItems), [DEAD_LETTER], [STATS], [TASK_PARTS]:
     RenderTemplates | Tokenize, with an entry per exemplar group (see the module docstring)."""
 
-    def __init__(self, plan: BuildPlan, model_proto: bytes | None, table, num_threads: int = -1):
-        super().__init__()
-        self.plan, self.model_proto, self.table, self.num_threads = plan, model_proto, table, num_threads
-
     def expand(self, groups):
-        fn = CachedGroupEncodeFn(self.plan.cache_dir, keys.task_keys(self.plan), RenderSlice.of(self.plan),
-                                 TokenizeSlice.of(self.plan), self.model_proto, self.num_threads)
-        return groups | "RenderTokenizeGroups" >> beam.ParDo(fn, beam.pvalue.AsSingleton(self.table)).with_outputs(
+        return groups | "RenderTokenizeGroups" >> beam.ParDo(
+            self._fn(CachedGroupEncodeFn), beam.pvalue.AsSingleton(self.table)).with_outputs(
             DEAD_LETTER, STATS, TASK_PARTS, main="tokenized")
 
 
-class TaskGate(beam.PTransform):
+class TaskGate(_CacheStage):
     """sources -> {"passed": shards of tasks without exemplar groups, "gated": GatedShard of the missed
     tasks with them, "tokenized" / DEAD_LETTER / STATS: the tasks replayed from their index}. `spread`:
     reshuffle the gated shards, which leave the gate's GroupByKey one task per bundle, so a parallel
     runner reads them on all its workers."""
 
-    def __init__(self, plan: BuildPlan, table, spread: bool = False):
-        super().__init__()
-        self.plan, self.table, self.spread = plan, table, spread
+    def __init__(self, plan: BuildPlan, table, task_keys: dict[str, str] | None = None, spread: bool = False):
+        super().__init__(plan, None, table, task_keys=task_keys)
+        self.spread = spread
 
     def expand(self, sources):
         table = beam.pvalue.AsSingleton(self.table)
@@ -443,9 +407,8 @@ class TaskGate(beam.PTransform):
         gate = (
             split[GROUPED]
             | "GroupTaskShards" >> beam.GroupByKey()
-            | "ReplayOrPass" >> beam.ParDo(TaskGateFn(self.plan.cache_dir, keys.task_keys(self.plan),
-                                                      self.plan.few_shot.group_size), table).with_outputs(
-                TOKENIZED, DEAD_LETTER, STATS, main=GATED)
+            | "ReplayOrPass" >> beam.ParDo(TaskGateFn(ExemplarSlice.of(self.plan), self.plan.cache_dir, self.task_keys),
+                                           table).with_outputs(TOKENIZED, DEAD_LETTER, STATS, main=GATED)
         )
         gated = gate[GATED] | "SpreadReads" >> beam.Reshuffle() if self.spread else gate[GATED]
         return {PASSED: split[PASSED], GATED: gated, TOKENIZED: gate[TOKENIZED], DEAD_LETTER: gate[DEAD_LETTER],

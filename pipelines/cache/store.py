@@ -146,6 +146,42 @@ class EntryWriter:
                 pass
 
 
+class SafeWriter:
+    """An `EntryWriter` whose failures are warnings: an unwritable cache never fails a build, it
+    only leaves that entry unstored (`cache_not_stored`). `cache_dir` None: writes nothing."""
+
+    def __init__(self, cache_dir: str | None, key: str, header: dict, what: str):
+        self.what, self.writer = what, None
+        if cache_dir is not None:
+            self._guard(lambda: setattr(self, "writer", EntryWriter(cache_dir, key, header)))
+
+    def _guard(self, action) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            _LOG.warning("flanmix cache: cannot store the entry of %s: %s", self.what, exc)
+            self.abort()
+
+    def __getattr__(self, name):  # items, dead_letter, counts, meta, keys, survey
+        def call(*args):
+            if self.writer is not None:
+                self._guard(lambda: getattr(self.writer, name)(*args))
+        return call
+
+    def abort(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.abort()
+
+    def commit(self) -> bool:
+        """True when the entry is now stored."""
+        if self.writer is None:
+            return False
+        self._guard(self.writer.commit)
+        stored, self.writer = self.writer is not None, None
+        return stored
+
+
 def _read(path: str) -> bytes | None:
     try:
         with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:

@@ -6,34 +6,18 @@ does not read them twice (once to survey, once to serve nothing from them).
 
 Keyed by the file's SHA-256, the shard (dataset, split, loader, arguments, index) and what the
 survey depends on beside the rows: the seed, the pool size, the dataset's declared fields, the
-flanmix version and code fingerprint (`survey_key`). Only loaders whose fields are JSON values as
+flanmix version and code fingerprint (`keys.survey_key`). Only loaders whose fields are JSON values as
 read (`JSON_FIELD_LOADERS`: a JSON round trip gives back equal values, so the sampling table is the
 cold build's) are served; any other shard, or a missing or corrupt entry, is surveyed as without
 `--cache` and its entry stored (failures to store are warnings, never a failed build).
 """
 from __future__ import annotations
 
-import logging
-
 from pipelines import counters
 from pipelines.cache import keys, store
 from pipelines.loaders import SourceShard
 
-_LOG = logging.getLogger(__name__)
 JSON_FIELD_LOADERS = frozenset({"cot_tsv", "niv2_json", "jsonl", "csv"})
-
-
-def survey_key(common: str, shard: SourceShard, source_sha256: str) -> str:
-    return keys._digest({"survey": common, "source_sha256": source_sha256,
-                         "shard": {"dataset": shard.dataset, "split": shard.split, "loader": shard.loader_type,
-                                   "args": dict(shard.args), "index": shard.index}})
-
-
-def survey_common(plan) -> str:
-    """The launcher-side part of every survey entry's key (see the module docstring)."""
-    return keys._digest({"format": keys.FORMAT_VERSION, "code": keys.code_fingerprint(), "seed": plan.seed,
-                         "pool_size": plan.pool_size,
-                         "fields": {name: dict(ds.fields) for name, ds in sorted(plan.datasets.items())}})
 
 
 def cached_survey_shard(shard: SourceShard, plan, cache_dir: str, common: str, survey):
@@ -43,7 +27,7 @@ def cached_survey_shard(shard: SourceShard, plan, cache_dir: str, common: str, s
         yield from survey(shard, plan)
         return
     sha = keys.file_sha256(path)
-    key = survey_key(common, shard, sha)
+    key = keys.survey_key(common, shard, sha)
     entry, _ = store.load(cache_dir, key, f"{keys.describe(shard)} (survey)")
     found = [f[1] for f in entry.frames if f[0] == "S"] if entry is not None else []
     if len(found) == 1:
@@ -51,17 +35,10 @@ def cached_survey_shard(shard: SourceShard, plan, cache_dir: str, common: str, s
         yield shard.dataset, found[0]["count"], tuple((h, r, f) for h, r, f in found[0]["pool"])
         return
     (task, count, pool), = list(survey(shard, plan))
-    try:
-        writer = store.EntryWriter(cache_dir, key, {"format": keys.FORMAT_VERSION, "dataset": shard.dataset,
-                                                    "source": f"{path} (survey)"})
-        try:
-            writer.survey({"count": count, "pool": [list(p) for p in pool]})
-            if keys.file_sha256(path) != sha:  # changed while it was surveyed
-                raise ValueError(f"{path} changed during the build")
-            writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-    except Exception as exc:  # noqa: BLE001 - an unwritable cache never fails a build
-        _LOG.warning("flanmix cache: cannot store the survey of %s: %s", keys.describe(shard), exc)
+    writer = store.SafeWriter(cache_dir, key, {"format": keys.FORMAT_VERSION, "dataset": shard.dataset,
+                                               "source": f"{path} (survey)"}, f"{keys.describe(shard)} (survey)")
+    writer.survey({"count": count, "pool": [list(p) for p in pool]})
+    if keys.file_sha256(path) != sha:  # changed while it was surveyed
+        writer.abort()
+    writer.commit()
     yield task, count, pool

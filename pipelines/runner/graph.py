@@ -66,20 +66,22 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
     )
     sources = pipeline | "ListSources" >> beam.Create(list(plan.sources), reshuffle=parallel)
     if plan.cache_dir:  # --cache: per source file, its stored entry or read + render + tokenize (pipelines/cache)
+        from pipelines.cache.keys import task_keys
         from pipelines.cache.stage import (GATED, PASSED, ROWS, TASK_PARTS, TOKENIZED, CachedEncode, CachedGroupEncode,
                                            StoreTaskIndexes, TaskGate)
 
+        dataset_keys = task_keys(plan)  # once: every cache transform keys its entries by them
         gate = None
         if plan.exemplar_groups:  # tasks with exemplar groups: replayed whole from their index, or read and grouped
-            gate = sources | "TaskGate" >> TaskGate(plan, table, spread=parallel)
+            gate = sources | "TaskGate" >> TaskGate(plan, table, dataset_keys, spread=parallel)
             sources = gate[PASSED]
-        cached = sources | "CachedEncode" >> CachedEncode(plan, model, table, num_threads)
+        cached = sources | "CachedEncode" >> CachedEncode(plan, model, table, num_threads, dataset_keys)
         stages, stats, items = (cached,), (), cached.tokenized
         pack_spill = staging if spill else None
         if gate is not None:
-            read = gate[GATED] | "ReadGroupedTasks" >> CachedEncode(plan, model, table, num_threads)  # rows only
+            read = gate[GATED] | "ReadGroupedTasks" >> CachedEncode(plan, model, table, num_threads, dataset_keys)  # rows only
             rows = read[ROWS] | "GroupExemplars" >> GroupExemplars(plan, table, spill_dir=staging if spill else None)
-            grouped = rows | "CachedGroupEncode" >> CachedGroupEncode(plan, model, table, num_threads)
+            grouped = rows | "CachedGroupEncode" >> CachedGroupEncode(plan, model, table, num_threads, dataset_keys)
             _ = (read[TASK_PARTS], grouped[TASK_PARTS]) | "TaskParts" >> beam.Flatten() | "StoreTaskIndexes" >> StoreTaskIndexes(plan.cache_dir)
             stages = (cached, gate, read, grouped)
             items = (cached.tokenized, gate[TOKENIZED], grouped.tokenized)

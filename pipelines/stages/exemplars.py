@@ -33,8 +33,9 @@ def group_ordinals(table, group_size: int) -> dict[str, tuple[int, int]]:
     return out
 
 
-class _OrdinalsFn(beam.DoFn):
-    """Caches `group_ordinals` per side-input object (it is O(tasks))."""
+class GroupOrdinalsFn(beam.DoFn):
+    """A DoFn that reads `group_ordinals`, made once per side-input object (it is O(tasks)). `plan`:
+    anything with `few_shot.group_size` (an ExemplarSlice)."""
 
     def __init__(self, plan):
         self.plan = plan
@@ -47,7 +48,7 @@ class _OrdinalsFn(beam.DoFn):
 
 
 @beam.typehints.with_output_types(typing.Tuple[typing.Any, typing.Any])
-class KeyRowsFn(_OrdinalsFn):
+class KeyRowsFn(GroupOrdinalsFn):
     """(dataset, [RawRow]) -> ((dataset, group, ""), [valid rows]) for grouped tasks; everything
     else (other tasks, unreadable rows, rows with field problems) keeps its batch, keyed
     (dataset, -1, first row id), to be rendered or dead-lettered as before."""
@@ -83,7 +84,7 @@ def row_bytes(row) -> int:
     return 256 + len(row.raw or "") + sum(len(v) for v in fields.values() if isinstance(v, str))
 
 
-class ToGroupFn(_OrdinalsFn):
+class ToGroupFn(GroupOrdinalsFn):
     """((dataset, group, _), [[rows]]) -> (dataset, rows sorted by id, ordinal of the group); the
     batches of group -1 (not grouped) come out as they went in, (dataset, rows)."""
 

@@ -88,7 +88,8 @@ class SurveySources(beam.PTransform):
     def expand(self, sources):
         plan = SurveySlice.of(self.plan)
         if self.plan.cache_dir and plan.pool_size:  # --cache: unchanged files are not read again (cache.survey)
-            from pipelines.cache.survey import cached_survey_shard, survey_common
+            from pipelines.cache.keys import survey_common
+            from pipelines.cache.survey import cached_survey_shard
 
             surveyed = sources | "SurveyShards" >> beam.FlatMap(
                 cached_survey_shard, plan, self.plan.cache_dir, survey_common(self.plan), survey_shard)

@@ -5,6 +5,7 @@ real job, in test_cache_build.py.)"""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import apache_beam as beam
 from pipelines import counters
@@ -15,6 +16,7 @@ from pipelines.planning.sampling import SamplingTable, TaskSampling
 from pipelines.records import STATS, new, ShardItem, ShardItems
 
 TASK = "task_a"
+EXEMPLARS = SimpleNamespace(few_shot=SimpleNamespace(group_size=16))  # what the gate reads of an ExemplarSlice
 TABLE = SamplingTable(target=10, tasks={TASK: TaskSampling(TASK, "cot", 1.0, 40, 1.0, (("fs_noopt", 1.0),))}, pools={})
 
 
@@ -54,7 +56,7 @@ def _store_entry(cache: str, key: str, shard: int = 0) -> None:
 
 def test_a_task_with_a_shard_that_has_no_single_file_is_read_and_never_indexed(tmp_path):
     shards = [SourceShard(TASK, "train", "hf", {"dir": str(tmp_path)}, index=i) for i in (1, 0)]
-    main, tagged = _outputs(TaskGateFn(str(tmp_path / "cache"), {TASK: "k"}, 16).process((TASK, shards), TABLE))
+    main, tagged = _outputs(TaskGateFn(EXEMPLARS, str(tmp_path / "cache"), {TASK: "k"}).process((TASK, shards), TABLE))
     assert main == [GatedShard(shards[1], None, None), GatedShard(shards[0], None, None)]  # in shard order, no key
     assert not tagged  # neither a task hit nor a miss: its files count `uncacheable` when read
     StoreTaskIndexFn(str(tmp_path / "cache")).process((TASK, [TaskPart(entry="g1"), TaskPart(entry="g2")]))
@@ -64,7 +66,7 @@ def test_a_task_with_a_shard_that_has_no_single_file_is_read_and_never_indexed(t
 def test_the_index_is_stored_only_when_every_part_is_ok_and_then_replayed(tmp_path):
     cache = str(tmp_path / "cache")
     shards = _files(tmp_path)
-    gate = TaskGateFn(cache, {TASK: "k"}, 16)
+    gate = TaskGateFn(EXEMPLARS, cache, {TASK: "k"})
     main, tagged = _outputs(gate.process((TASK, shards), TABLE))
     assert [g.shard for g in main] == shards and len({g.task_entry for g in main}) == 1
     assert _counts(tagged) == {counters.CACHE_TASK_MISSES.key(TASK): 1}
