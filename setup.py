@@ -48,7 +48,7 @@ INSTALL_REQUIRES = [
     "google-crc32c>=1.5",
     "numpy>=1.26,<2.5",
     "psutil>=5.9",
-    "matplotlib>=3.8,<3.12",  # the data card's plots (Agg backend, no display)
+    "pillow>=10.1",  # the data card's plots (ImageFont.load_default(size) needs 10.1)
 ]
 
 EXTRAS = {

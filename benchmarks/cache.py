@@ -92,13 +92,6 @@ def run_build(catalog_dir: str, mixture: str, templates: str, out: str, cache: s
     vocab = Vocabulary.load(resources.default_vocab_path())
     plan = make_plan(load_mixture(mixture), load_catalog(catalog_dir), load_templates(templates), vocab,
                      BuildOptions(cache=cache or None))
-    from pipelines.runner import beam_options
-    from pipelines.runner.graph import commits_in_process
-
-    if not cache and commits_in_process(beam_options.pipeline_options(beam_args, plan, True)):  # as `flanmix build`
-        from pipelines.publish import card_plots
-
-        card_plots.start_warming()  # (with --cache, run_build starts them once the stored corpus missed)
     beam_build(plan, vocab.model_proto, out, beam_args, all_cores=True)
     wall = time.perf_counter() - start
     m = read_manifest(out)

@@ -5,7 +5,7 @@
 Each round runs, in fresh processes and alternating which goes first, the demo build as shipped
 (`card`) and the same build with the card left out (`no card`: `card.stage_card` replaced by a
 function that writes nothing, everything else identical), and prints each command's wall time (from
-the interpreter's start to its exit, so imports and the card's helper processes count) and the paired
+the interpreter's start to its exit, so imports count) and the paired
 difference. `--code DIR` measures another checkout's code (e.g. main's) with this script.
 """
 from __future__ import annotations

@@ -246,13 +246,6 @@ def run_build(spec: dict, beam_args: list[str]) -> dict:
                            file_formats=spec.get("formats"))
     plan = make_plan(load_mixture(spec["mixture"]), load_catalog(spec["catalog"]), load_templates(spec.get("templates")),
                      vocab, options)
-    from pipelines.runner import beam_options
-    from pipelines.runner.graph import commits_in_process
-
-    if commits_in_process(beam_options.pipeline_options(beam_args, plan, True)):  # as `flanmix build` does
-        from pipelines.publish import card_plots
-
-        card_plots.start_warming()
     beam_build(plan, vocab.model_proto, spec["out"], beam_args, all_cores=True)  # the runner settings `flanmix build` picks
     wall = time.perf_counter() - start
     cpu1, rss = _usage()

@@ -64,11 +64,10 @@ def _load_catalog_and_templates(args):
 # --- build ---------------------------------------------------------------------------------------
 
 def cmd_build(args, beam_args: list[str]) -> int:
-    from pipelines.publish import card_plots
     from pipelines.runner import beam_options, dry_run
     from pipelines.runner import progress
     from pipelines.publish import staging
-    from pipelines.runner.graph import commits_in_process, run_build
+    from pipelines.runner.graph import run_build
     from flanmix_corpus.reader import read_manifest
     from pipelines.definitions.mixtures import load_mixture
     from pipelines.planning.plan import BuildOptions, make_plan
@@ -102,11 +101,6 @@ def cmd_build(args, beam_args: list[str]) -> int:
     if args.sources:
         beam_options.set_filesystem_options(beam_args)  # the launcher reads sources.json with the job's options
     plan = make_plan(mixture, catalog, families, vocab, options)
-    if not (args.dry_run or args.dataflow_check or plan.cache_dir) and commits_in_process(
-            beam_options.pipeline_options(beam_args, plan, True)):
-        # The card's plots are drawn in helper processes, warmed while the job runs. With --cache, run_build
-        # starts them only once the stored corpus missed: a replayed build runs no job and draws nothing.
-        card_plots.start_warming()
     for name, reason in plan.skipped[:10]:
         print(f"flanmix build: skipping {name}: {reason}")
     if len(plan.skipped) > 10:

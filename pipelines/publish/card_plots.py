@@ -1,7 +1,7 @@
 """The data card's plots: what each one shows is a plain function of the manifest, drawing is separate.
 
     plot_data(manifest) -> [PlotData, ...]      the bars / bins of every plot (tests check these)
-    render_png(PlotData) -> bytes               a matplotlib (Agg) PNG of FIGSIZE at DPI
+    render_png(PlotData) -> bytes               a PNG of PIXELS, drawn with Pillow
 
 Every plot has a fixed layout so two corpora's cards compare at a glance: the same figure size,
 the same bins (`card_stats`: half-octave token bins, 5 % fill bins), the same axes ranges where the
@@ -19,12 +19,12 @@ mixture without few-shot settings has no exemplars) is left out; `PLOT_NAMES` li
 """
 from __future__ import annotations
 
+import functools
 import io
+import math
 from dataclasses import dataclass
 
-FIGSIZE = (8.0, 4.5)  # inches
-DPI = 100  # -> 800 x 450 pixels
-PIXELS = (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
+PIXELS = (800, 450)  # width, height
 PLOT_NAMES = ("collection_shares", "examples_per_task", "example_lengths", "packing_per_shard", "tokens_per_row",
               "exemplars_per_prompt")
 LENGTH_AXIS = (1, 131072)  # tokens; the first bin [0, 8) is drawn from 1, the open last one to 131072
@@ -158,110 +158,34 @@ def plot_data(manifest: dict) -> list[PlotData]:
 
 
 # --- drawing ---------------------------------------------------------------------------------------
+# Drawn with Pillow (already a dependency of Beam) rather than a plotting library: every plot here is
+# axis-aligned rectangles, steps, a few lines and text, which Pillow rasterises in a few milliseconds.
+# Importing matplotlib and laying out six figures had cost ~0.5 s of the job's wall time and ~2 s of
+# CPU on every build (see the README's data card section). The layout is fixed in pixels, so the
+# bytes depend only on the plot data (and on the Pillow / FreeType / zlib versions, as any rasteriser's do).
+
+WIDTH, HEIGHT = PIXELS
+BOX = (72, 45, 776, 378)  # the axes: left, top, right, bottom (px)
+COLORS = ((76, 114, 176), (221, 132, 82), (85, 168, 104))
+FILL_ALPHA = 140  # overlapping histograms stay readable (~55 % opaque)
+INK, GRID = (0, 0, 0), (225, 225, 225)
+TITLE_SIZE, LABEL_SIZE, TICK_SIZE = 15, 12, 11
+
 
 def _plain(value: float) -> str:
-    """Tick text without mathtext (which costs a layout pass per label): 1, 10, 1k, 10k, 1M."""
+    """Tick text: 1, 10, 1k, 10k, 1M."""
     for div, suffix in ((1_000_000, "M"), (1_000, "k")):
         if value >= div and value % div == 0:
             return f"{value / div:g}{suffix}"
     return f"{value:g}"
 
 
-COLORS = ("#4C72B0", "#DD8452", "#55A868")
-
-
-def _ticks(ax, axis: str, positions, labels) -> None:
-    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
-
-    target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(FixedLocator(list(positions)))
-    target.set_major_formatter(FixedFormatter(list(labels)))
-    target.set_minor_locator(NullLocator())
-
-
 def _max_value(plot: PlotData) -> float:
     return max((v for _, values in plot.series for v in values), default=0.0)
 
 
-def render_png(plot: PlotData) -> bytes:
-    """The PNG of one plot (FIGSIZE at DPI, no timestamp or version metadata: same data, same bytes).
-
-    Drawn for speed as well as looks (the card is on every build's critical path): fixed axes box
-    and text positions instead of layout passes, few fixed ticks, steps instead of many bars."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=FIGSIZE, dpi=DPI)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.09, 0.16, 0.88, 0.74))
-    n = len(plot.labels)
-    if plot.edges is not None:  # histogram on a log x axis
-        for i, (label, values) in enumerate(plot.series):
-            ax.stairs(values, plot.edges, fill=True, alpha=0.55, color=COLORS[i % len(COLORS)], label=label)
-        if plot.log_x:
-            ax.set_xscale("log")
-            ax.set_xlim(*LENGTH_AXIS)
-            ticks = (1, 8, 32, 128, 512, 2048, 8192, 32768, 131072)
-        else:
-            ax.set_xlim(plot.edges[0], plot.edges[-1])
-            ticks = plot.edges[::2]
-        _ticks(ax, "x", ticks, [f"{t:g}" for t in ticks])
-        for j, (label, x) in enumerate(plot.marks):
-            ax.axvline(x, color=COLORS[j % len(COLORS)], linestyle="--", linewidth=1.5, label=f"{label} {x:g}")
-    else:
-        k = len(plot.series)
-        width = 0.8 / k
-        for i, (label, values) in enumerate(plot.series):
-            color = COLORS[i % len(COLORS)]
-            if n > MANY:
-                ax.stairs(values, [j - 0.5 for j in range(n + 1)], fill=k == 1, color=color, label=label,
-                          baseline=0.5 if plot.log_y else 0)
-            else:
-                ax.bar([j + (i - (k - 1) / 2) * width for j in range(n)], values, width=width, color=color, label=label)
-        ax.set_xlim(-0.6, n - 0.4)
-        if n <= 12:
-            long = max(map(len, plot.labels), default=0) > 8
-            _ticks(ax, "x", range(n), [lab[:24] for lab in plot.labels])
-            if long:
-                for t in ax.get_xticklabels():
-                    t.set_rotation(20)
-                    t.set_horizontalalignment("right")
-        else:
-            step = -(-n // 10)
-            ticks = range(0, n, step)
-            _ticks(ax, "x", ticks, [str(t + 1) if plot.name == "examples_per_task" else plot.labels[t] for t in ticks])
-    top = _max_value(plot)
-    if plot.log_y:
-        ax.set_yscale("log")
-        ticks = [10 ** k for k in range(0, len(str(int(max(top, 1)))) + 1)]
-        ax.set_ylim(0.5, ticks[-1])
-        _ticks(ax, "y", ticks, [_plain(t) for t in ticks])
-    else:
-        y_max = plot.y_max or (top * 1.1 if top > 0 else 1.0)
-        ax.set_ylim(0, y_max)
-        step = _nice_step(y_max / 5)
-        ticks = [step * i for i in range(int(y_max // step) + 1)]
-        _ticks(ax, "y", ticks, [_plain(t) for t in ticks])
-    tick_size = 8
-    ax.tick_params(labelsize=tick_size)
-    fig.text(0.5, 0.955, plot.title, ha="center", va="center", fontsize=11)
-    fig.text(0.53, 0.025, plot.xlabel, ha="center", va="bottom", fontsize=9)
-    fig.text(0.015, 0.53, plot.ylabel, ha="left", va="center", rotation=90, fontsize=9)
-    if len(plot.series) > 1 or plot.marks:
-        ax.legend(loc="upper left" if plot.edges is not None and not plot.log_x else "upper right", fontsize=8,
-                  frameon=False)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
-    return buffer.getvalue()
-
-
 def _nice_step(raw: float) -> float:
     """1, 2 or 5 times a power of ten, at least `raw`."""
-    import math
-
     if raw <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(raw))
@@ -271,101 +195,186 @@ def _nice_step(raw: float) -> float:
     return 10 * power
 
 
-# --- drawing off the critical path --------------------------------------------------------------
-# Importing matplotlib and drawing a first figure cost ~0.5 s, and each plot ~50 ms of layout and
-# rasterising, all of it holding the GIL. `flanmix build` on the local runner (in-process worker)
-# starts PLOT_PROCESSES spawned helper processes when it starts (`start_warming`): each imports
-# matplotlib and draws a throwaway figure while the job runs (on another core, so the job's thread
-# keeps the GIL), and at the end the six plots are drawn in the helpers in parallel, about a third of
-# drawing them one after another in the job's process. The bytes do not depend on it: the same
-# function draws each plot the same way wherever it runs; without helpers (`flanmix card`, tests,
-# Beam worker processes, Dataflow) the plots are drawn in-process, one after another.
+@functools.lru_cache(maxsize=None)
+def _font(size: int):
+    """Pillow's bundled TrueType face at `size` px (FreeType ships in Pillow's wheels)."""
+    from PIL import ImageFont, features
 
-PLOT_PROCESSES = 2
-_HELPERS: list | None = None
+    if not features.check("freetype2"):
+        raise RuntimeError("the data card's plots need Pillow built with FreeType (the PyPI wheels are)")
+    return ImageFont.load_default(size=size)
 
 
-def _warm_up() -> None:
-    """Draw one throwaway plot down each path `render_png` takes (bars with rotated labels, many bars as
-    log-y steps, a log-x histogram with marks and a legend, a linear one), so the card's real plots
-    find fonts, tick machinery and scales already loaded: a first draw of a kind costs several times
-    a later one."""
-    labels = tuple(f"label {i}" for i in range(3))
-    render_png(PlotData("warm", "warm", "x", "y", labels, (("a", (1.0, 2.0, 3.0)), ("b", (2.0, 1.0, 0.5)))))
-    render_png(PlotData("warm", "warm", "x", "y", tuple(map(str, range(40))), (("s", tuple(range(1, 41))),), log_y=True))
-    edges = tuple(float(2 ** k) for k in range(12))
-    render_png(PlotData("warm", "warm", "x", "y", tuple(map(str, range(11))), (("a", (1.0,) * 11), ("b", (2.0,) * 11)),
-                        edges=edges, marks=(("m", 512.0),)))
-    render_png(PlotData("warm", "warm", "x", "y", tuple(map(str, range(10))), (("s", (1.0,) * 10),),
-                        edges=tuple(float(10 * k) for k in range(11)), log_x=False, y_max=100.0))
+@dataclass(frozen=True)
+class _Axis:
+    """Maps data values on one axis to pixels, linearly or on a log scale, clamped to the axes box."""
+
+    lo: float
+    hi: float
+    start: float  # pixel of lo
+    end: float  # pixel of hi
+    log: bool = False
+
+    def __call__(self, value: float) -> float:
+        if self.log:
+            value = max(value, self.lo)
+            t = (math.log(value) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
+        else:
+            t = (value - self.lo) / (self.hi - self.lo)
+        return self.start + min(max(t, 0.0), 1.0) * (self.end - self.start)
 
 
-def _serve() -> None:
-    """A helper process (`start_warming`): warm up, then read one pickled list of PlotData from stdin
-    and write the pickled list of their PNGs to stdout."""
-    import os
-    import pickle
-    import sys
-
-    _warm_up()
-    data = sys.stdin.buffer.read()
-    if data:
-        sys.stdout.buffer.write(pickle.dumps([render_png(p) for p in pickle.loads(data)]))
-        sys.stdout.buffer.flush()
-    os._exit(0)  # the parent reads to EOF: skip the interpreter's teardown (matplotlib's is ~0.1 s)
-
-
-def start_warming():
-    """Start the helper processes (once, until `render_all` uses them): plain interpreters running
-    `_serve` (not multiprocessing, whose spawned children re-import the caller's __main__). Returns
-    the helpers, or None where processes cannot be started (the plots are then drawn in-process)."""
-    global _HELPERS
-    if _HELPERS is None:
-        import os
-        import subprocess
-        import sys
-
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        try:
-            _HELPERS = [subprocess.Popen([sys.executable, "-c", "from pipelines.publish.card_plots import _serve; _serve()"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-                        for _ in range(PLOT_PROCESSES)]
-        except OSError:  # no processes here (e.g. a sandbox): draw in-process
-            _HELPERS = None
-    return _HELPERS
+def _x_axis(plot: PlotData) -> tuple[_Axis, list[float], list[str], bool]:
+    """The x axis, its ticks and their labels, and whether the labels are long enough to slant."""
+    left, _, right, _ = BOX
+    n = len(plot.labels)
+    if plot.edges is not None:
+        if plot.log_x:
+            ticks = [1, 8, 32, 128, 512, 2048, 8192, 32768, 131072]
+            return _Axis(*LENGTH_AXIS, left, right, log=True), ticks, [f"{t:g}" for t in ticks], False
+        ticks = list(plot.edges[::2])
+        return _Axis(plot.edges[0], plot.edges[-1], left, right), ticks, [f"{t:g}" for t in ticks], False
+    axis = _Axis(-0.6, n - 0.4, left, right)
+    if n <= 12:
+        return axis, list(range(n)), [label[:24] for label in plot.labels], max(map(len, plot.labels), default=0) > 8
+    step = -(-n // 10)
+    ticks = list(range(0, n, step))
+    names = [str(t + 1) if plot.name == "examples_per_task" else plot.labels[t] for t in ticks]
+    return axis, ticks, names, False
 
 
-def _draw_in_helpers(helpers: list, plots: list[PlotData]) -> list[bytes]:
-    import pickle
+def _y_axis(plot: PlotData) -> tuple[_Axis, list[float]]:
+    _, top, _, bottom = BOX
+    peak = _max_value(plot)
+    if plot.log_y:
+        ticks = [10 ** k for k in range(0, len(str(int(max(peak, 1)))) + 1)]
+        return _Axis(0.5, ticks[-1], bottom, top, log=True), ticks
+    y_max = plot.y_max or (peak * 1.1 if peak > 0 else 1.0)
+    step = _nice_step(y_max / 5)
+    return _Axis(0.0, y_max, bottom, top), [step * i for i in range(int(y_max // step) + 1)]
 
-    shares = [plots[i::len(helpers)] for i in range(len(helpers))]  # round robin: similar work each
-    for helper, share in zip(helpers, shares):
-        helper.stdin.write(pickle.dumps(share))
-        helper.stdin.close()
-    drawn = []
-    for helper in helpers:
-        out = helper.stdout.read()
-        if helper.wait() != 0 or not out:
-            raise RuntimeError("a plot helper process failed")
-        drawn.append(pickle.loads(out))
-    result: list[bytes] = [b""] * len(plots)
-    for i, pngs in enumerate(drawn):
-        result[i::len(helpers)] = pngs
-    return result
+
+def _rgba(color: tuple[int, int, int], alpha: int = 255) -> tuple[int, int, int, int]:
+    return (*color, alpha)
+
+
+def _text_rotated(image, xy: tuple[float, float], text: str, size: int, angle: float, corner: str) -> None:
+    """`text` rotated by `angle` degrees (counter-clockwise), its rotated bounding box placed with
+    `corner` ("center" or "top_right") at `xy`."""
+    from PIL import Image, ImageDraw
+
+    font = _font(size)
+    x0, y0, x1, y1 = font.getbbox(text)
+    mask = Image.new("L", (x1 + 2, y1 + 2), 0)
+    ImageDraw.Draw(mask).text((1, 1), text, font=font, fill=255)
+    mask = mask.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+    w, h = mask.size
+    x, y = xy
+    at = (round(x - w / 2), round(y - h / 2)) if corner == "center" else (round(x - w), round(y))
+    image.paste(INK, (*at, at[0] + w, at[1] + h), mask)
+
+
+def _dashed_vline(draw, x: float, top: float, bottom: float, color, dash: int = 6, gap: int = 4) -> None:
+    y = top
+    while y < bottom:
+        draw.line([(x, y), (x, min(y + dash, bottom))], fill=color, width=2)
+        y += dash + gap
+
+
+def _legend(draw, plot: PlotData, upper_left: bool) -> None:
+    entries = [("patch", _rgba(COLORS[i % len(COLORS)], FILL_ALPHA if plot.edges is not None else 255), label)
+               for i, (label, _) in enumerate(plot.series)]
+    entries += [("dash", _rgba(COLORS[j % len(COLORS)]), f"{label} {x:g}") for j, (label, x) in enumerate(plot.marks)]
+    font = _font(TICK_SIZE)
+    width = 30 + max(int(font.getlength(label)) for _, _, label in entries)
+    left = BOX[0] + 12 if upper_left else BOX[2] - 12 - width
+    y = BOX[1] + 10
+    for kind, color, label in entries:
+        if kind == "patch":
+            draw.rectangle([left, y + 3, left + 20, y + 11], fill=color)
+        else:
+            for x in (left, left + 9, left + 18):
+                draw.line([(x, y + 7), (min(x + 5, left + 20), y + 7)], fill=color, width=2)
+        draw.text((left + 28, y + 7), label, font=font, fill=INK, anchor="lm")
+        y += 17
+
+
+def render_png(plot: PlotData) -> bytes:
+    """The PNG of one plot: PIXELS, fixed axes box and text positions, no metadata (same data, same
+    bytes). Histograms are translucent filled steps on their bin edges (log x for token counts),
+    marks dashed vertical lines; categories are grouped bars, or one step outline past MANY of them."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", PIXELS, (255, 255, 255))
+    draw = ImageDraw.Draw(image, "RGBA")  # RGBA fills blend onto the white image
+    left, top, right, bottom = BOX
+    x_axis, x_ticks, x_names, slant = _x_axis(plot)
+    y_axis, y_ticks = _y_axis(plot)
+    tick_font = _font(TICK_SIZE)
+    for t in y_ticks:  # grid first, under the data
+        draw.line([(left, y_axis(t)), (right, y_axis(t))], fill=GRID, width=1)
+
+    def box(x0: float, x1: float, value: float) -> list[float] | None:
+        if value <= 0 or (plot.log_y and value < y_axis.lo):
+            return None
+        x0, x1 = round(x_axis(x0)), round(x_axis(x1)) - 1  # neighbouring bins share no pixel column
+        return [x0, round(y_axis(value)), x1, bottom] if x1 >= x0 else None
+
+    n = len(plot.labels)
+    if plot.edges is not None:
+        for i, (_, values) in enumerate(plot.series):
+            color = _rgba(COLORS[i % len(COLORS)], FILL_ALPHA)
+            for j, value in enumerate(values):
+                rect = box(plot.edges[j], plot.edges[j + 1], value)
+                if rect:
+                    draw.rectangle(rect, fill=color)
+        for j, (_, x) in enumerate(plot.marks):
+            _dashed_vline(draw, x_axis(x), top, bottom, _rgba(COLORS[j % len(COLORS)]))
+    else:
+        k = len(plot.series)
+        width = 0.8 / k
+        for i, (_, values) in enumerate(plot.series):
+            color = _rgba(COLORS[i % len(COLORS)])
+            if n > MANY:  # one step per category: bars would be thinner than a pixel
+                if k == 1:
+                    for j, value in enumerate(values):
+                        rect = box(j - 0.5, j + 0.5, value)
+                        if rect:
+                            draw.rectangle(rect, fill=color)
+                else:
+                    points = [(x_axis(j + d), y_axis(max(value, y_axis.lo))) for j, value in enumerate(values)
+                              for d in (-0.5, 0.5)]
+                    draw.line(points, fill=color, width=2)
+            else:
+                for j, value in enumerate(values):
+                    centre = j + (i - (k - 1) / 2) * width
+                    rect = box(centre - width / 2, centre + width / 2, value)
+                    if rect:
+                        draw.rectangle(rect, fill=color)
+    draw.rectangle([left, top, right, bottom], outline=INK, width=1)
+    for t, name in zip(x_ticks, x_names):
+        x = x_axis(t)
+        draw.line([(x, bottom), (x, bottom + 4)], fill=INK, width=1)
+        if slant:
+            _text_rotated(image, (x + 4, bottom + 6), name, TICK_SIZE, 20, "top_right")
+        else:
+            draw.text((x, bottom + 7), name, font=tick_font, fill=INK, anchor="mt")
+    for t in y_ticks:
+        y = y_axis(t)
+        draw.line([(left - 4, y), (left, y)], fill=INK, width=1)
+        draw.text((left - 7, y), _plain(t), font=tick_font, fill=INK, anchor="rm")
+    draw.text((WIDTH / 2, 20), plot.title, font=_font(TITLE_SIZE), fill=INK, anchor="mm")
+    draw.text((0.53 * WIDTH, HEIGHT - 12), plot.xlabel, font=_font(LABEL_SIZE), fill=INK, anchor="md")
+    _text_rotated(image, (16, (top + bottom) / 2), plot.ylabel, LABEL_SIZE, 90, "center")
+    if len(plot.series) > 1 or plot.marks:
+        _legend(draw, plot, upper_left=plot.edges is not None and not plot.log_x)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
 
 
 def render_all(plots: list[PlotData]) -> list[bytes]:
-    """The PNGs of `plots`, in order: in the helper processes when `start_warming` started them
-    (which then exit), else here, one after another."""
-    global _HELPERS
-    helpers, _HELPERS = _HELPERS, None
-    if helpers:
-        try:
-            return _draw_in_helpers(helpers, plots)
-        except Exception:  # noqa: BLE001 - a helper died or could not import: draw here instead
-            for helper in helpers:
-                helper.kill()
-                helper.wait()
+    """The PNGs of `plots`, in order."""
     return [render_png(p) for p in plots]
 
 

@@ -127,14 +127,6 @@ def construct(pipeline: beam.Pipeline, plan: BuildPlan, model_proto: bytes, outp
 
 
 
-def commits_in_process(options) -> bool:
-    """Whether the job's last step (publish, with the data card) runs in this process: the local
-    runner with its in-process worker (`multi_threading` / `in_memory`), not worker processes."""
-    if not is_local(["--runner", str(options.view_as(StandardOptions).runner or LOCAL_RUNNER)]):
-        return False
-    return (options.view_as(DirectOptions).direct_running_mode or "in_memory") != "multi_processing"
-
-
 def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: list[str] | None = None, num_threads: int = -1,
               overwrite: bool = False, all_cores: bool = False, progress_every: float = 0.0,
               worker_start_timeout: float = portable.DEFAULT_WORKER_START_TIMEOUT):
@@ -165,10 +157,6 @@ def run_build(plan: BuildPlan, model_proto: bytes, output_dir: str, beam_args: l
             lookup = corpus.replay(plan, output_dir, overwrite)
             if lookup.replayed:
                 return None
-            if commits_in_process(options):  # a job runs after all: its card's plots drawn in warmed helpers
-                from pipelines.publish import card_plots
-
-                card_plots.start_warming()
         pipeline = beam.Pipeline(runner=progress.runner_for(options, progress_every), options=options)
         construct(pipeline, plan, model_proto, output_dir, num_threads, overwrite)
         result = progress.run_and_report(pipeline, progress_every)

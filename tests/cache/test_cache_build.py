@@ -177,10 +177,12 @@ def test_cold_fill_warm_and_per_file_builds_publish_the_same_bytes(ws, monkeypat
     from pipelines.publish import card_plots
 
     fill, warm, per_file = ws.root / "fill", ws.root / "warm", ws.root / "per_file"
-    warmed = []  # the card's helper processes: started for a build that runs its job, not for a replayed one
-    monkeypatch.setattr(card_plots, "start_warming", lambda: warmed.append(True))
+    drawn = []  # the card's plots: drawn by a build that runs its job, copied by a replayed one
+    render = card_plots.render_png
+    monkeypatch.setattr(card_plots, "render_png", lambda plot: drawn.append(plot.name) or render(plot))
     ws.build(str(fill))
-    assert warmed == [True]
+    assert drawn and len(drawn) == len(set(drawn))
+    drawn_by_fill = list(drawn)
     assert not (ws.cold / "manifest.json").read_text().count('"cache"')  # no --cache: no section at all
     no_groups = {"task_hits": 0, "task_misses": 0, "group_hits": 0, "group_misses": 0}
     # the few-shot task: its index missed, its two files were read, its groups built one by one
@@ -190,7 +192,7 @@ def test_cold_fill_warm_and_per_file_builds_publish_the_same_bytes(ws, monkeypat
                                            FEW_SHOT: {"hits": 0, "misses": 2, "uncacheable": 0, "task_hits": 0,
                                                       "task_misses": 1, "group_hits": 0, "group_misses": GROUPS}}}
     ws.build(str(warm))
-    assert cache_of(warm)["corpus_hit"] and cache_of(warm)["hits"] == 4 and warmed == [True]
+    assert cache_of(warm)["corpus_hit"] and cache_of(warm)["hits"] == 4 and drawn == drawn_by_fill
     drop_corpus_layer(ws)
     ws.build(str(per_file))
     # the few-shot task replayed whole from its index: files not read, groups not formed
