@@ -65,48 +65,59 @@ class PackedBatch:
             yield PackedRow({name: a[r] for name, a in self.arrays.items()}, provenance)
 
 
-def _lay_out(groups: Sequence[Sequence[np.ndarray]], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Tokens, segment ids and positions matrices for rows made of `groups` of token arrays, each
-    piece starting where the previous one ended, and the mask of the slots that hold a token.
+def _lay_out(flat: np.ndarray, sizes: np.ndarray, counts: np.ndarray, length: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens, segment ids and positions matrices for rows of pieces, and the mask of the slots that
+    hold a token. `flat` is every piece's tokens concatenated in row order, `sizes` each piece's
+    length and `counts` each row's number of pieces.
 
     A row's pieces fill it from the start, so the filled slots of all rows, read row by row, are
     exactly the pieces concatenated: one masked assignment per matrix lays everything out."""
-    pieces = [piece for group in groups for piece in group]
-    sizes = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
-    counts = np.fromiter((len(g) for g in groups), np.int64, len(groups))
+    rows = len(counts)
     ends = np.cumsum(sizes)
-    row_ends = ends[np.cumsum(counts) - 1] if len(pieces) else np.zeros(len(groups), np.int64)
-    used = np.diff(row_ends, prepend=0) if len(pieces) else row_ends  # tokens in each row
+    row_ends = ends[np.cumsum(counts) - 1] if len(sizes) else np.zeros(rows, np.int64)
+    used = np.diff(row_ends, prepend=0) if len(sizes) else row_ends  # tokens in each row
     filled = np.arange(length) < used[:, None]
-    tokens = np.zeros((len(groups), length), np.int32)
+    tokens = np.zeros((rows, length), np.int32)
     segments = np.zeros_like(tokens)
     positions = np.zeros_like(tokens)
-    if pieces:
+    if len(sizes):
         first = np.cumsum(counts) - counts  # index of each row's first piece
-        segment = np.arange(len(pieces)) - np.repeat(first, counts) + 1
-        tokens[filled] = np.concatenate(pieces)
+        segment = np.arange(len(sizes)) - np.repeat(first, counts) + 1
+        tokens[filled] = flat
         segments[filled] = np.repeat(segment.astype(np.int32), sizes)
         positions[filled] = np.arange(int(ends[-1]), dtype=np.int32) - np.repeat((ends - sizes).astype(np.int32), sizes)
     return tokens, segments, positions, filled
 
 
+def _concat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays).astype(np.int32, copy=False) if arrays else np.zeros(0, np.int32)
+
+
 def assemble_batch(groups: Sequence[Sequence[TokenizedExample]], layout: str, inputs_length: int,
                    targets_length: int = 0, decoder_length: int = 0) -> PackedBatch:
-    """The rows holding `groups` of examples (one group per row, segments in group order)."""
+    """The rows holding `groups` of examples (one group per row, segments in group order).
+
+    Whole-batch operations only: each side's tokens are concatenated once for all rows (a decoder
+    row's example is its inputs then its targets, so the pieces interleave)."""
     provenance = tuple(tuple(ex.provenance for ex in group) for group in groups)
     examples = [ex for group in groups for ex in group]
-    segment_tokens = np.array([(len(ex.inputs), len(ex.targets)) for ex in examples], np.int64).reshape(-1, 2)
+    counts = np.fromiter(map(len, groups), np.int64, len(groups))
+    n_in = np.fromiter((len(ex.inputs) for ex in examples), np.int64, len(examples))
+    n_tg = np.fromiter((len(ex.targets) for ex in examples), np.int64, len(examples))
+    segment_tokens = np.stack([n_in, n_tg], axis=1)
     if layout == LAYOUT_ENCDEC:
         arrays = {}
-        for side, length in (("inputs", inputs_length), ("targets", targets_length)):
-            tokens, segments, positions, _ = _lay_out([[getattr(ex, side) for ex in g] for g in groups], length)
+        for side, length, sizes in (("inputs", inputs_length, n_in), ("targets", targets_length, n_tg)):
+            flat = _concat([getattr(ex, side) for ex in examples])
+            tokens, segments, positions, _ = _lay_out(flat, sizes, counts, length)
             arrays.update({side: tokens, f"{side}_segment_ids": segments, f"{side}_positions": positions})
     elif layout == LAYOUT_DECODER:
-        tokens, segments, positions, filled = _lay_out(
-            [[np.concatenate([ex.inputs, ex.targets]) for ex in g] for g in groups], decoder_length)
+        flat = _concat([piece for ex in examples for piece in (ex.inputs, ex.targets)])
+        tokens, segments, positions, filled = _lay_out(flat, n_in + n_tg, counts, decoder_length)
         loss = np.zeros_like(tokens)
         # a slot is a target when its position within its example is past the example's inputs
-        loss[filled] = positions[filled] >= np.repeat(segment_tokens[:, 0], segment_tokens.sum(axis=1))
+        loss[filled] = positions[filled] >= np.repeat(n_in, n_in + n_tg)
         arrays = {"targets": tokens, "targets_segment_ids": segments, "targets_positions": positions, "loss_mask": loss}
     else:
         raise ValueError(f"unknown layout {layout!r}; use one of {tuple(LAYOUTS)}")
