@@ -14,6 +14,7 @@ stage applies the counted overlong policy first (`fit_to_length`, `fit_decoder`)
 """
 from __future__ import annotations
 
+import bisect
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
@@ -62,6 +63,9 @@ def pack_bins(
         total = frac.sum(axis=1)
         order = np.lexsort((np.arange(len(buffer)), -frac.max(axis=1), -total))
         total = total.tolist()
+        if dims == 1:
+            place_one_budget(buffer, sizes[:, 0].tolist(), total, order.tolist())
+            return
         size_lists = sizes.tolist()
         rooms = list(residual)  # per budget, a view of the room left in each open bin
         for k in order.tolist():
@@ -87,6 +91,58 @@ def pack_bins(
                 rooms[d][j] -= s[d]
             slack[j] -= total[k]
             contents[j].append(buffer[k][:2])
+
+    def place_one_budget(buffer: list, sizes: list[int], total: list[float], order: list[int]) -> None:
+        """`place` for a single budget, with the same choices: the open row with the least slack among
+        those with room, the earliest on a tie. With one budget the slack is the room over the
+        capacity, so the rows that fit with the least slack are those with the least room that fits
+        (a token of room is worth 1/capacity, far above the float error of the slack's running sums):
+        a bisect over the distinct room values finds them, and only rows with exactly that room are
+        compared by slack. Per item that is O(log rows) Python work instead of vector passes over
+        every open row."""
+        n = state["open"]
+        room = residual[0, :n].tolist()
+        slack_of = slack[:n].tolist()
+        by_room: dict[int, list[int]] = {}
+        for j, r in enumerate(room):  # rows in index order: each list stays sorted, earliest first
+            by_room.setdefault(r, []).append(j)
+        rooms_sorted = sorted(by_room)
+        capacity = int(cap[0])
+        for k in order:
+            s = sizes[k]
+            i = bisect.bisect_left(rooms_sorted, s)
+            if i < len(rooms_sorted):
+                r = rooms_sorted[i]
+                rows = by_room[r]
+                if len(rows) == 1:
+                    j = rows.pop()
+                else:
+                    j = min(rows, key=lambda row: (slack_of[row], row))
+                    rows.remove(j)
+                if not rows:
+                    del by_room[r]
+                    del rooms_sorted[i]
+            else:  # fits no open row: open a new one
+                j = len(room)
+                r = capacity
+                room.append(capacity)
+                slack_of.append(float(dims))
+                born[j] = state["made"]
+                state["made"] += 1
+                contents.append([])
+            left = r - s
+            room[j] = left
+            slack_of[j] -= total[k]
+            rows = by_room.get(left)
+            if rows is None:
+                by_room[left] = [j]
+                bisect.insort(rooms_sorted, left)
+            else:
+                bisect.insort(rows, j)
+            contents[j].append(buffer[k][:2])
+        n = state["open"] = len(room)
+        residual[0, :n] = room
+        slack[:n] = slack_of
 
     def close(mask: np.ndarray) -> list[list[T]]:
         n = state["open"]
