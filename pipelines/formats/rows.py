@@ -65,29 +65,33 @@ class PackedBatch:
             yield PackedRow({name: a[r] for name, a in self.arrays.items()}, provenance)
 
 
-def _lay_out(flat: np.ndarray, sizes: np.ndarray, counts: np.ndarray, length: int
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Tokens, segment ids and positions matrices for rows of pieces, and the mask of the slots that
-    hold a token. `flat` is every piece's tokens concatenated in row order, `sizes` each piece's
-    length and `counts` each row's number of pieces.
+def _lay_out(flat: np.ndarray, sizes: np.ndarray, counts: np.ndarray, length: int,
+             past: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Tokens, segment ids and positions matrices for rows of pieces (and, given `past`, the matrix
+    of slots whose position within their piece is at least that piece's `past`: the decoder's loss
+    mask). `flat` is every piece's tokens concatenated in row order, `sizes` each piece's length and
+    `counts` each row's number of pieces.
 
-    A row's pieces fill it from the start, so the filled slots of all rows, read row by row, are
-    exactly the pieces concatenated: one masked assignment per matrix lays everything out."""
+    A row's pieces fill it from the start, so each matrix is its values for all the pieces
+    concatenated, computed once as flat arrays, then copied row by row into the zero padding: one
+    slice copy per row, cheaper than masked assignments over every slot of the batch."""
     rows = len(counts)
     ends = np.cumsum(sizes)
+    starts = ends - sizes
+    first = np.cumsum(counts) - counts  # index of each row's first piece
     row_ends = ends[np.cumsum(counts) - 1] if len(sizes) else np.zeros(rows, np.int64)
-    used = np.diff(row_ends, prepend=0) if len(sizes) else row_ends  # tokens in each row
-    filled = np.arange(length) < used[:, None]
-    tokens = np.zeros((rows, length), np.int32)
-    segments = np.zeros_like(tokens)
-    positions = np.zeros_like(tokens)
-    if len(sizes):
-        first = np.cumsum(counts) - counts  # index of each row's first piece
-        segment = np.arange(len(sizes)) - np.repeat(first, counts) + 1
-        tokens[filled] = flat
-        segments[filled] = np.repeat(segment.astype(np.int32), sizes)
-        positions[filled] = np.arange(int(ends[-1]), dtype=np.int32) - np.repeat((ends - sizes).astype(np.int32), sizes)
-    return tokens, segments, positions, filled
+    row_starts = row_ends - np.diff(row_ends, prepend=0)  # where each row's tokens begin in `flat`
+    segment = (np.arange(len(sizes)) - np.repeat(first, counts) + 1).astype(np.int32)
+    position = np.arange(int(ends[-1]) if len(sizes) else 0, dtype=np.int32) - np.repeat(starts.astype(np.int32), sizes)
+    flats = [flat, np.repeat(segment, sizes), position]
+    if past is not None:
+        flats.append((position >= np.repeat(past.astype(np.int32), sizes)).astype(np.int32))
+    out = [np.zeros((rows, length), np.int32) for _ in flats]
+    bounds = list(zip(range(rows), row_starts.tolist(), row_ends.tolist()))
+    for matrix, values in zip(out, flats):
+        for r, lo, hi in bounds:
+            matrix[r, : hi - lo] = values[lo:hi]
+    return tuple(out)
 
 
 def _concat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -110,14 +114,12 @@ def assemble_batch(groups: Sequence[Sequence[TokenizedExample]], layout: str, in
         arrays = {}
         for side, length, sizes in (("inputs", inputs_length, n_in), ("targets", targets_length, n_tg)):
             flat = _concat([getattr(ex, side) for ex in examples])
-            tokens, segments, positions, _ = _lay_out(flat, sizes, counts, length)
+            tokens, segments, positions = _lay_out(flat, sizes, counts, length)
             arrays.update({side: tokens, f"{side}_segment_ids": segments, f"{side}_positions": positions})
     elif layout == LAYOUT_DECODER:
         flat = _concat([piece for ex in examples for piece in (ex.inputs, ex.targets)])
-        tokens, segments, positions, filled = _lay_out(flat, n_in + n_tg, counts, decoder_length)
-        loss = np.zeros_like(tokens)
         # a slot is a target when its position within its example is past the example's inputs
-        loss[filled] = positions[filled] >= np.repeat(n_in, n_in + n_tg)
+        tokens, segments, positions, loss = _lay_out(flat, n_in + n_tg, counts, decoder_length, past=n_in)
         arrays = {"targets": tokens, "targets_segment_ids": segments, "targets_positions": positions, "loss_mask": loss}
     else:
         raise ValueError(f"unknown layout {layout!r}; use one of {tuple(LAYOUTS)}")

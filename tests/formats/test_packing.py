@@ -122,6 +122,40 @@ def test_pack_bins_streams_with_bounded_memory():
     assert held_max <= 200 + 16 * 100  # buffer + open rows (at most 100 one-token items each)
 
 
+def _best_fit_decreasing(sizes: list[int], capacity: int) -> list[list[int]]:
+    """The packer's rule for one budget, written the slow obvious way: largest first (arrival breaks
+    ties), each into the open row with the least slack (room / capacity as a running float sum) among
+    those it fits, the earliest row on a tie; rows in opening order, items in arrival order."""
+    order = sorted(range(len(sizes)), key=lambda k: (-sizes[k], k))
+    rooms, slacks, rows = [], [], []
+    for k in order:
+        fitting = [j for j in range(len(rooms)) if rooms[j] >= sizes[k]]
+        if fitting:
+            j = min(fitting, key=lambda j: (slacks[j], j))
+        else:
+            j = len(rooms)
+            rooms.append(capacity)
+            slacks.append(1.0)
+            rows.append([])
+        rooms[j] -= sizes[k]
+        slacks[j] -= sizes[k] * (1.0 / capacity)
+        rows[j].append(k)
+    return [sorted(r) for r in rows]
+
+
+@pytest.mark.parametrize("capacity", [8, 100, 2560])
+def test_one_budget_rows_are_best_fit_decreasing_ties_included(capacity):
+    """The single-budget path (bisect over the rows' room) makes exactly the obvious rule's choices,
+    also when many rows have the same room (few distinct sizes)."""
+    rng = np.random.default_rng(capacity)
+    for trial in range(40):
+        n = int(rng.integers(1, 300))
+        pool = rng.integers(1, capacity + 1, size=int(rng.integers(1, 6)))  # few sizes: many equal rooms
+        sizes = [int(x) for x in (rng.choice(pool, n) if trial % 2 else rng.integers(1, capacity + 1, n))]
+        got = list(pack_bins(list(range(n)), lambda k: (sizes[k],), (capacity,), buffer_size=n + 1, max_open_rows=n))
+        assert got == _best_fit_decreasing(sizes, capacity)
+
+
 def test_pack_bins_is_deterministic_and_refuses_oversize():
     rng = np.random.default_rng(2)
     items = [(int(a), int(b)) for a, b in zip(rng.integers(1, 300, 3000), rng.integers(1, 80, 3000))]
