@@ -128,14 +128,14 @@ def by_part(counts: dict, counter: Counter) -> dict:
     return {k[1]: v for k, v in counts.items() if k[0] == counter.name}
 
 
-def count_example(counts: _Tally, provenance: str) -> str:
-    """Count one written example by its provenance `dataset|template_id|setting|row_id` (the same
-    counters for every output format); returns the dataset."""
+def count_example(counts: _Tally, provenance: str, n: int = 1) -> str:
+    """Count `n` written examples by their provenance `dataset|template_id|setting|row_id` (the same
+    counters for every output format; only the first three fields are read); returns the dataset."""
     dataset, template_id, setting, _ = provenance.split("|", 3)
-    counts[(EXAMPLES.name, dataset)] += 1
-    counts[(TEMPLATE.name, template_id)] += 1
-    counts[(SETTING.name, setting)] += 1
-    counts[(TASK_SETTING.name, dataset, setting)] += 1
+    counts[(EXAMPLES.name, dataset)] += n
+    counts[(TEMPLATE.name, template_id)] += n
+    counts[(SETTING.name, setting)] += n
+    counts[(TASK_SETTING.name, dataset, setting)] += n
     return dataset
 
 

@@ -7,6 +7,7 @@ Files go under the build's staging prefix; `publish` verifies and moves them.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 from collections import Counter
 from typing import Iterable
 
@@ -35,9 +36,20 @@ def count_batch(counts: Counter, batch: PackedBatch, plan: BuildPlan, shard: int
     counts[counters.TARGETS_NONPAD.key()] += int(np.count_nonzero(a["targets_segment_ids"]))
     if "loss_mask" in a:
         counts[counters.LOSS_TOKENS.key()] += int(np.count_nonzero(a["loss_mask"]))
-    tokens = batch.segment_tokens.tolist()
-    for (n_in, n_tg), prov in zip(tokens, (p for row in batch.provenance for p in row)):
-        dataset = count_example(counts, prov)
+    # Examples of one (dataset, template, setting) are summed first, then counted once: a batch holds
+    # thousands of examples of a few dozen such triples.
+    per: dict[str, list[int]] = {}
+    for (n_in, n_tg), prov in zip(batch.segment_tokens.tolist(), itertools.chain.from_iterable(batch.provenance)):
+        head = prov[: prov.index("|", prov.index("|", prov.index("|") + 1) + 1) + 1]  # "dataset|template|setting|"
+        sums = per.get(head)
+        if sums is None:
+            per[head] = [1, n_in, n_tg]
+        else:
+            sums[0] += 1
+            sums[1] += n_in
+            sums[2] += n_tg
+    for head, (n, n_in, n_tg) in per.items():
+        dataset = count_example(counts, head, n)
         counts[counters.INPUTS_TOKENS.key(dataset)] += n_in
         counts[counters.TARGETS_TOKENS.key(dataset)] += n_tg
 
